@@ -1,9 +1,147 @@
-"""`zero1to3 eval` (being built)."""
+"""`zero1to3 eval nvs|3d`: benchmark novel views against ground-truth renders, or meshes against meshes.
+
+Heavy imports (torch, the pipeline) happen inside :func:`run`, so ``zero1to3 --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from zero1to3.cli import CLIError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("eval", help="(not yet available)")
+    p = sub.add_parser("eval", help="evaluate novel views (PSNR/SSIM/LPIPS/FID) or 3D meshes (Chamfer/IoU/F-score)",
+                       description="Evaluate novel-view synthesis or 3D reconstruction; see docs/evaluation.md.")
+    what = p.add_subparsers(dest="eval_kind", metavar="{nvs,3d}")
+
+    nvs = what.add_parser("nvs", help="novel views vs. ground-truth renders, with the input-copy baseline")
+    nvs.add_argument("--model", default="default",
+                     help="diffusers folder, original .ckpt, 'default' (embedded) or 'preset:NAME' (random weights)")
+    nvs.add_argument("--image-encoder", help="CLIP image encoder folder (needed with an original .ckpt)")
+    nvs.add_argument("--data", required=True, help="render folder: one subfolder per object with NNN.png + NNN.npy")
+    nvs.add_argument("--protocol", choices=("random", "orbit16"), default="random",
+                     help="random: other rendered views (paper); orbit16: 16 views at elevation 30 deg")
+    nvs.add_argument("--input-view", help="input view name/index (default: random per object / first orbit view)")
+    nvs.add_argument("--targets", type=int, help="target views per object (default: all the protocol gives)")
+    nvs.add_argument("--baseline", help="a second model evaluated in the same run (same forms as --model)")
+    nvs.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
+    nvs.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    nvs.add_argument("--samples", type=int, default=1, help="samples per target view, scores averaged (default 1)")
+    nvs.add_argument("--lpips-weights", help="LPIPS backbone weights file (or $ZERO1TO3_LPIPS_WEIGHTS)")
+    nvs.add_argument("--fid-weights", help="FID Inception weights file (or $ZERO1TO3_FID_WEIGHTS)")
+    nvs.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    _common(nvs)
+
+    d3 = what.add_parser("3d", help="predicted meshes vs. ground-truth meshes")
+    d3.add_argument("--pred", required=True, help="folder of predicted meshes (NAME.obj/ply/glb or NAME/*.obj)")
+    d3.add_argument("--gt", required=True, help="folder of ground-truth meshes, same naming")
+    d3.add_argument("--threshold", type=float, default=0.05, help="F-score distance threshold (unit box; 0.05)")
+    d3.add_argument("--num-points", type=int, default=30_000, help="surface samples per mesh (default 30000)")
+    d3.add_argument("--iou-resolution", type=int, default=128, help="voxel grid for IoU (default 128)")
+    d3.add_argument("--no-normalize", action="store_true", help="do not rescale both meshes to the unit box")
+    _common(d3)
+    p.set_defaults(func=run, _eval_parser=p)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=int, help="evaluate only the first L objects (by name)")
+    p.add_argument("--seed", type=int, default=0, help="seed of view choices, sampling and bootstrap (default 0)")
+    p.add_argument("--ci", choices=("t", "bootstrap"), default="t", help="95%% interval method (default t)")
+    p.add_argument("-o", "--out", default="eval_out", help="output folder; rerunning it resumes (default eval_out)")
+    p.add_argument("--overwrite", action="store_true", help="discard earlier results in the output folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _load_model(spec: str, image_encoder: str | None, device: str | None) -> Any:
+    """A Zero123Pipeline from a CLI model spec (lazy import: the pipeline pulls in diffusers)."""
+    from zero1to3.pipeline import Zero123Pipeline
+
+    if spec.startswith("preset:"):
+        pipe = Zero123Pipeline.from_preset(spec.split(":", 1)[1])
+    elif spec == "default":
+        pipe = Zero123Pipeline.from_pretrained()
+    else:
+        if not Path(spec).exists():
+            raise CLIError(f"model not found: {spec}")
+        pipe = Zero123Pipeline.from_pretrained(spec, image_encoder=image_encoder)
+    import torch
+
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return pipe.to(dev)
+
+
+def _label(spec: str) -> str:
+    return spec.split(":", 1)[1] if spec.startswith("preset:") else Path(spec).name or spec
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise CLIError(f"{name} must be at least 1, got {value}")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not getattr(args, "eval_kind", None):
+        args._eval_parser.print_help()
+        return 2
+    from zero1to3.evaluation.results import ResumeMismatch
+    from zero1to3.evaluation.views import ProtocolError
+
+    _check_positive("--limit", args.limit)
+    try:
+        if args.eval_kind == "nvs":
+            result = _run_nvs(args)
+        else:
+            result = _run_3d(args)
+    except (ResumeMismatch, ProtocolError) as exc:
+        raise CLIError(str(exc)) from None
+    print(result.markdown(), end="")
+    print(f"results: {', '.join(str(p) for p in result.files.values() if p)}")
+    return 0
+
+
+def _run_nvs(args: argparse.Namespace) -> Any:
+    from zero1to3.evaluation.metrics import ImageMetrics
+    from zero1to3.evaluation.nvs import INPUT_COPY, evaluate_nvs
+
+    for name in ("--targets", "--steps", "--samples"):
+        _check_positive(name, getattr(args, name[2:]))
+    if not Path(args.data).is_dir():
+        raise CLIError(f"data folder not found: {args.data}")
+    metrics = ImageMetrics(lpips_weights=args.lpips_weights, fid_weights=args.fid_weights)
+    for note in metrics.notices:
+        print(f"note: {note}", file=sys.stderr)  # early, before a long run; the table repeats them
+    pipe = _load_model(args.model, args.image_encoder, args.device)
+    baseline = _load_model(args.baseline, args.image_encoder, args.device) if args.baseline else None
+    model_name, baseline_name = _label(args.model), _label(args.baseline) if args.baseline else "baseline"
+    if baseline_name in (model_name, INPUT_COPY):
+        baseline_name = f"{baseline_name} (baseline)"
+    if model_name == INPUT_COPY:
+        model_name = f"{model_name} (model)"
+    return evaluate_nvs(pipe, args.data, args.protocol, input_view=args.input_view, num_targets=args.targets,
+                        limit=args.limit, seed=args.seed, baseline=baseline, baseline_name=baseline_name,
+                        model_name=model_name, num_samples=args.samples, guidance_scale=args.guidance,
+                        num_inference_steps=args.steps, out_dir=args.out, metrics=metrics, ci=args.ci,
+                        overwrite=args.overwrite, progress=not args.no_progress,
+                        config_extra={"model": args.model, "baseline": args.baseline})
+
+
+def _run_3d(args: argparse.Namespace) -> Any:
+    from zero1to3.evaluation.three_d import default_mesh_metrics, evaluate_3d
+
+    _check_positive("--num-points", args.num_points)
+    _check_positive("--iou-resolution", args.iou_resolution)
+    if not args.threshold > 0:
+        raise CLIError(f"--threshold must be positive, got {args.threshold}")
+    settings = {"threshold": args.threshold, "num_points": args.num_points, "iou_resolution": args.iou_resolution,
+                "normalize": not args.no_normalize, "seed": args.seed}
+    try:
+        metric_fn = default_mesh_metrics(**settings)
+    except ImportError as exc:
+        raise CLIError(f"3D metrics unavailable: {exc}") from None
+    return evaluate_3d(args.pred, args.gt, limit=args.limit, out_dir=args.out, ci=args.ci, seed=args.seed,
+                       overwrite=args.overwrite, progress=not args.no_progress, metric_fn=metric_fn,
+                       config_extra=settings)

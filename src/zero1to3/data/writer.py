@@ -1,0 +1,199 @@
+"""Write renders in the released Zero-1-to-3 layout (one folder per object, NNN.png + NNN.npy).
+
+Why this layout: the same reader (:mod:`zero1to3.data.dataset`) then serves our renders and the released
+Objaverse renders. Every object's cameras and light depend only on ``(seed, object index)``, so results do
+not depend on the number of workers, and an interrupted run resumes by skipping finished folders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+import trimesh
+from PIL import Image
+
+from zero1to3.camera import REFERENCE_FOV_DEG, REFERENCE_RADIUS_RANGE, sample_reference_cameras
+from zero1to3.data.procedural import procedural_name, random_object
+
+logger = logging.getLogger(__name__)
+
+#: What ``render_dataset`` accepts as objects: a procedural count, a folder or list of mesh files, or
+#: ready ``(name, mesh)`` pairs.
+ObjectSource = Union[int, str, os.PathLike, Sequence[Union[str, os.PathLike]], Sequence[tuple[str, trimesh.Trimesh]]]
+
+
+@dataclass
+class RenderSummary:
+    """What ``render_dataset`` did: object names written, skipped (already complete) and failed."""
+
+    out_dir: Path
+    rendered: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def images(self) -> int:
+        return len(self.rendered)
+
+
+def _mesh_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    from zero1to3.data.render import MESH_EXTENSIONS
+
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MESH_EXTENSIONS))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"no such mesh file or folder: {p}")
+    return files
+
+
+def _jobs(objects: ObjectSource) -> list[tuple[str, object]]:
+    """(folder name, source) per object; sources are picklable: ('proc', index), a Path, or a mesh."""
+    if isinstance(objects, (int, np.integer)) and not isinstance(objects, bool):
+        if objects < 0:
+            raise ValueError("procedural object count must be >= 0")
+        return [(procedural_name(i), ("proc", i)) for i in range(int(objects))]
+    if isinstance(objects, (str, os.PathLike)):
+        objects = [objects]
+    items = list(objects)
+    if items and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], trimesh.Trimesh) for x in items):
+        return [(str(name), mesh) for name, mesh in items]
+    jobs: list[tuple[str, object]] = []
+    used: dict[str, int] = {}
+    for f in _mesh_files(items):
+        name = f.stem
+        if name in used:  # same stem in two folders: keep both
+            used[name] += 1
+            name = f"{name}_{used[name]}"
+        else:
+            used[name] = 0
+        jobs.append((name, f))
+    return jobs
+
+
+def _complete(folder: Path, num_views: int, save_mesh: bool) -> bool:
+    names = [f"{i:03d}.{ext}" for i in range(num_views) for ext in ("png", "npy")]
+    if save_mesh:
+        names.append("mesh.ply")
+    return all((folder / n).is_file() for n in names)
+
+
+def _render_one(args: tuple) -> tuple[str, str | None]:
+    """Render one object into its folder (written to a temp folder, then renamed: never half-written)."""
+    (name, source, index, out_dir, num_views, resolution, seed, save_mesh, supersample, fov_deg,
+     radius_range) = args
+    from zero1to3.data.render import load_mesh, random_light, render_views
+
+    try:
+        if isinstance(source, tuple) and source[0] == "proc":
+            mesh = random_object((seed, int(source[1])))
+        elif isinstance(source, trimesh.Trimesh):
+            from zero1to3.data.procedural import normalize_mesh
+
+            mesh = normalize_mesh(source)
+        else:
+            mesh = load_mesh(source)
+        rng = np.random.default_rng((seed, index, 1))
+        poses = sample_reference_cameras(rng, num_views, radius_range).astype(np.float32)
+        light = random_light(rng)
+        result = render_views(mesh, poses.astype(np.float64), resolution, light=light, supersample=supersample,
+                              fov_deg=fov_deg)
+        folder = Path(out_dir) / name
+        tmp = Path(out_dir) / f".tmp_{name}_{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        for i in range(num_views):
+            Image.fromarray(result.rgba[i], "RGBA").save(tmp / f"{i:03d}.png", compress_level=1)
+            np.save(tmp / f"{i:03d}.npy", poses[i])
+        if save_mesh:
+            mesh.export(tmp / "mesh.ply")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+        return name, None
+    except Exception as exc:  # one bad mesh must not stop a dataset run
+        return name, f"{type(exc).__name__}: {exc}"
+
+
+def _init_worker(threads: int) -> None:
+    # llvmpipe spawns one thread per core by default; with several workers that oversubscribes the CPU.
+    os.environ.setdefault("LP_NUM_THREADS", str(threads))
+
+
+def render_dataset(out_dir: str | os.PathLike, objects: ObjectSource, num_views: int = 12, resolution: int = 256,
+                   seed: int = 0, workers: int = 1, save_mesh: bool = False, overwrite: bool = False,
+                   supersample: int = 1, fov_deg: float = REFERENCE_FOV_DEG,
+                   radius_range: tuple[float, float] = REFERENCE_RADIUS_RANGE, progress: bool = True,
+                   cache_size: int | None = None) -> RenderSummary:
+    """Render objects into ``out_dir/<name>/{000..}.png|npy`` (+ ``mesh.ply`` if ``save_mesh``).
+
+    ``objects``: an int (that many procedural objects of family ``seed``), a folder or list of mesh files
+    or folders, or ``(name, trimesh)`` pairs. Cameras follow the reference distribution
+    (:func:`~zero1to3.camera.sample_reference_cameras`); each npy is the float32 world->camera 3x4 used
+    for the image. Complete folders are kept unless ``overwrite``. ``workers`` > 1 uses spawned
+    processes, each with its own GL context. ``cache_size``: afterwards also write
+    ``views_<cache_size>.npz`` (see :func:`zero1to3.data.dataset.load_views_array`) for fast training.
+    A ``meta.json`` records the settings.
+    """
+    from tqdm import tqdm
+
+    if num_views < 1 or resolution < 1:
+        raise ValueError("num_views and resolution must be >= 1")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = _jobs(objects)
+    summary = RenderSummary(out)
+    start = time.perf_counter()
+    todo = []
+    for index, (name, source) in enumerate(jobs):
+        if not overwrite and _complete(out / name, num_views, save_mesh):
+            summary.existing.append(name)
+            continue
+        todo.append((name, source, index, str(out), num_views, resolution, seed, save_mesh, supersample,
+                     fov_deg, tuple(radius_range)))
+    bar = tqdm(total=len(todo), desc="render", unit="obj", disable=not progress)
+    try:
+        if workers > 1 and len(todo) > 1:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
+                for name, error in pool.imap_unordered(_render_one, todo, chunksize=1):
+                    _record(summary, name, error)
+                    bar.update()
+        else:
+            for job in todo:
+                _record(summary, *_render_one(job))
+                bar.update()
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - start
+    meta = {"num_views": num_views, "resolution": resolution, "seed": seed, "fov_deg": fov_deg,
+            "radius_range": list(radius_range), "supersample": supersample,
+            "objects": len(jobs), "failed": summary.failed, "layout": "NNN.png RGBA + NNN.npy world->camera 3x4"}
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    if cache_size:
+        from zero1to3.data.dataset import load_views_array
+
+        load_views_array(out, cache_size, num_views=num_views, cache=True)
+    return summary
+
+
+def _record(summary: RenderSummary, name: str, error: str | None) -> None:
+    if error is None:
+        summary.rendered.append(name)
+    else:
+        summary.failed[name] = error
+        logger.warning("render: skipped %s (%s)", name, error)

@@ -1,0 +1,225 @@
+"""Image metrics for novel-view evaluation: PSNR, SSIM, LPIPS, FID, all computed by torchmetrics.
+
+Why a wrapper at all: the metrics must run offline. LPIPS needs an ImageNet backbone and FID an Inception
+network, neither of which can be downloaded here, so both take their weights from a local file (argument or
+environment variable) and are *skipped with a one-line notice* when the file or the optional package is
+missing -- a number is never invented.
+
+Images everywhere in this module are float tensors [N, 3, H, W] in [0, 1] (or uint8 arrays [N, H, W, 3],
+converted by :func:`to_tensor`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+#: Environment variable naming the LPIPS backbone weights (torchvision ImageNet state dict, e.g. AlexNet's).
+LPIPS_WEIGHTS_ENV = "ZERO1TO3_LPIPS_WEIGHTS"
+#: Environment variable naming the FID Inception weights (torch-fidelity's ``pt_inception-2015-12-05`` file).
+FID_WEIGHTS_ENV = "ZERO1TO3_FID_WEIGHTS"
+#: PSNR of identical images is infinite; per-image values are capped here so means and intervals stay finite.
+#: (Two uint8 images that differ by one level in one pixel of 256x256x3 score ~101 dB.)
+PSNR_CAP_DB = 100.0
+
+_TORCHVISION_WEIGHTS = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights", "squeeze": "SqueezeNet1_1_Weights"}
+
+
+class MetricUnavailable(RuntimeError):
+    """A metric that cannot run here (missing weights or optional package); the message says why in one line."""
+
+
+def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 [N, H, W, 3] (or [H, W, 3]) array -> float [N, 3, H, W] in [0, 1]; float tensors pass through."""
+    if isinstance(images, torch.Tensor):
+        return images.float()
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.dtype != np.uint8:
+        raise TypeError(f"expected uint8 images, got {arr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, cap: float = PSNR_CAP_DB) -> torch.Tensor:
+    """Per-image PSNR in dB (data range 1), capped at ``cap`` so identical images do not give inf."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    values = peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    return torch.clamp(torch.nan_to_num(values, posinf=cap), max=cap)
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM (Gaussian window 11, sigma 1.5, data range 1: the standard settings)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    return structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
+
+
+def _torchvision_weights_filename(net: str) -> str:
+    """File name torchvision's loader looks for in the torch hub cache for the LPIPS backbone ``net``."""
+    try:
+        import torchvision.models as tvm
+    except Exception as exc:  # a broken torchvision raises RuntimeError, not ImportError
+        raise MetricUnavailable(f"LPIPS needs torchvision ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    weights = getattr(tvm, _TORCHVISION_WEIGHTS[net]).DEFAULT
+    return os.path.basename(weights.url)
+
+
+@contextlib.contextmanager
+def _hub_with(weights_file: Path, expected_name: str) -> Iterator[None]:
+    """Temporarily point the torch hub cache at a folder holding ``weights_file`` under the expected name.
+
+    torchvision then loads the local file instead of downloading; the hub setting is restored afterwards.
+    """
+    old = torch.hub.get_dir()
+    with tempfile.TemporaryDirectory(prefix="zero1to3-hub-") as tmp:
+        ckpt_dir = Path(tmp) / "checkpoints"
+        ckpt_dir.mkdir()
+        link = ckpt_dir / expected_name
+        try:
+            link.symlink_to(weights_file.resolve())
+        except OSError:
+            shutil.copyfile(weights_file, link)
+        torch.hub.set_dir(tmp)
+        try:
+            yield
+        finally:
+            torch.hub.set_dir(old)
+
+
+def _resolve_weights(path: str | os.PathLike[str] | None, env: str, what: str) -> Path:
+    value = path if path is not None else os.environ.get(env)
+    if not value:
+        raise MetricUnavailable(f"{what} skipped: no weights given (set {env} or pass the weights path)")
+    p = Path(value).expanduser()
+    if not p.exists():
+        raise MetricUnavailable(f"{what} skipped: weights not found at {p}")
+    return p
+
+
+def build_lpips(weights: str | os.PathLike[str] | None = None, net: str = "alex",
+                device: str | torch.device = "cpu") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """torchmetrics LPIPS with the backbone loaded from a local file; returns per-image distances.
+
+    ``weights`` (or $ZERO1TO3_LPIPS_WEIGHTS) is the torchvision ImageNet state dict of the backbone
+    (``alexnet-owt-7be5be79.pth`` for ``net="alex"``), or a folder containing it (directly or under
+    ``checkpoints/``). The LPIPS linear heads ship inside torchmetrics. Raises :class:`MetricUnavailable`.
+    """
+    if net not in _TORCHVISION_WEIGHTS:
+        raise ValueError(f"LPIPS net must be one of {sorted(_TORCHVISION_WEIGHTS)}, got {net!r}")
+    path = _resolve_weights(weights, LPIPS_WEIGHTS_ENV, "LPIPS")
+    expected = _torchvision_weights_filename(net)
+    if path.is_dir():
+        candidates = [path / expected, path / "checkpoints" / expected]
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise MetricUnavailable(f"LPIPS skipped: {path} holds no {expected}")
+        path = found[0]
+    try:
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+    except Exception as exc:
+        raise MetricUnavailable(f"LPIPS skipped: torchmetrics LPIPS unavailable ({exc})".splitlines()[0]) from None
+    with _hub_with(path, expected):
+        metric = LearnedPerceptualImagePatchSimilarity(net_type=net, reduction="none", normalize=True)
+    metric = metric.to(device).eval()
+
+    def lpips(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = metric(pred.to(device).clamp(0, 1), target.to(device).clamp(0, 1))
+        metric.reset()
+        return out.reshape(-1).cpu()
+
+    return lpips
+
+
+def build_fid(weights: str | os.PathLike[str] | None = None, feature: int | torch.nn.Module = 2048,
+              device: str | torch.device = "cpu"):
+    """torchmetrics FrechetInceptionDistance with the Inception weights read from a local file.
+
+    ``weights`` (or $ZERO1TO3_FID_WEIGHTS) is torch-fidelity's Inception file
+    (``weights-inception-2015-12-05-6726825d.pth``). ``feature`` may also be an ``nn.Module`` mapping float
+    images in [0, 1] to [N, D] features (a custom extractor; then no weights are needed). Raises
+    :class:`MetricUnavailable`.
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    if isinstance(feature, torch.nn.Module):
+        return FrechetInceptionDistance(feature=feature, normalize=True).to(device)
+    path = _resolve_weights(weights, FID_WEIGHTS_ENV, "FID")
+    try:
+        metric = FrechetInceptionDistance(feature=feature, normalize=True, feature_extractor_weights_path=str(path))
+    except Exception as exc:  # torch-fidelity missing or broken
+        raise MetricUnavailable(f"FID skipped: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    return metric.to(device)
+
+
+@dataclass
+class ImageMetrics:
+    """The metric set of one evaluation run: per-image PSNR/SSIM(/LPIPS), and FID over the whole set.
+
+    Metrics that cannot run are listed in :attr:`notices` (one line each) and left out of the results.
+    """
+
+    lpips_weights: str | None = None
+    fid_weights: str | None = None
+    lpips_net: str = "alex"
+    fid_feature: int | torch.nn.Module = 2048
+    use_lpips: bool = True
+    use_fid: bool = True
+    device: str = "cpu"
+    notices: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lpips = None
+        self._fid_ok = False
+        if self.use_lpips:
+            try:
+                self._lpips = build_lpips(self.lpips_weights, self.lpips_net, self.device)
+            except MetricUnavailable as exc:
+                self.notices.append(str(exc))
+        if self.use_fid:
+            try:
+                build_fid(self.fid_weights, self.fid_feature, self.device)
+                self._fid_ok = True
+            except MetricUnavailable as exc:
+                self.notices.append(str(exc))
+
+    @property
+    def per_image_names(self) -> list[str]:
+        """Names of the per-image metrics this run computes, in table order."""
+        return ["psnr", "ssim"] + (["lpips"] if self._lpips is not None else [])
+
+    @property
+    def has_fid(self) -> bool:
+        return self._fid_ok
+
+    def per_image(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, list[float]]:
+        """Per-image scores of ``pred`` against ``target`` (both [N, 3, H, W] in [0, 1])."""
+        out = {"psnr": psnr(pred, target).tolist(), "ssim": ssim(pred, target).tolist()}
+        if self._lpips is not None:
+            out["lpips"] = self._lpips(pred, target).tolist()
+        return out
+
+    def fid(self, real: Iterator[torch.Tensor], fake: Iterator[torch.Tensor]) -> float | None:
+        """FID between two streams of image batches; None (with a notice) if unavailable or too few images."""
+        if not self._fid_ok:
+            return None
+        metric = build_fid(self.fid_weights, self.fid_feature, self.device)
+        for batch in real:
+            metric.update(batch.to(self.device), real=True)
+        for batch in fake:
+            metric.update(batch.to(self.device), real=False)
+        try:
+            return float(metric.compute())
+        except RuntimeError as exc:
+            self.notices.append(f"FID skipped: {exc}".splitlines()[0])
+            return None

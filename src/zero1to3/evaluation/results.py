@@ -1,0 +1,189 @@
+"""Evaluation results: a resumable per-object JSONL store and the reports (Markdown, JSON, CSV).
+
+Why JSONL: each finished object is one appended, flushed line, so a killed run loses at most the object it
+was working on and the next run with the same output folder skips every object already there. The run's
+configuration is kept beside it (``config.json``); resuming with a different configuration is refused
+rather than mixing incomparable numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zero1to3.evaluation.stats import Summary, summarize
+
+RESULTS_FILE = "results.jsonl"
+CONFIG_FILE = "config.json"
+#: Metrics where lower is better (the table marks the direction).
+LOWER_IS_BETTER = {"lpips", "fid", "chamfer"}
+_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID", "chamfer": "Chamfer",
+           "iou": "Vol. IoU", "fscore": "F-score"}
+
+
+class ResumeMismatch(ValueError):
+    """The output folder holds results of a different configuration."""
+
+
+class ResultStore:
+    """Append-only per-object results in ``out_dir/results.jsonl``, tied to one configuration."""
+
+    def __init__(self, out_dir: str | Path, config: dict[str, Any], overwrite: bool = False) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.out_dir / RESULTS_FILE
+        cfg_path = self.out_dir / CONFIG_FILE
+        config = json.loads(json.dumps(config))  # normalise (tuples -> lists) before comparing
+        if overwrite:
+            self.path.unlink(missing_ok=True)
+        elif cfg_path.is_file() and self.path.is_file():
+            old = json.loads(cfg_path.read_text())
+            if old != config:
+                diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+                raise ResumeMismatch(f"{self.out_dir} holds results of another configuration (differs in: "
+                                     f"{', '.join(diff)}); use another output folder or --overwrite")
+        cfg_path.write_text(json.dumps(config, indent=2) + "\n")
+        self.records: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            self._load()
+
+    def _load(self) -> None:
+        good: list[str] = []
+        for line in self.path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill: that object is recomputed
+            self.records[rec["object"]] = rec
+            good.append(line)
+        self.path.write_text("".join(line + "\n" for line in good))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.records
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.records[record["object"]] = record
+
+
+@dataclass
+class EvalResult:
+    """Scores of one evaluation run.
+
+    ``objects``: per-object records (``scores[method][metric]`` = the object's mean over views and
+    samples); ``summary[method][metric]``: mean over objects with a 95% interval; ``set_metrics``:
+    metrics defined on the whole set only (FID); ``notices``: one line per skipped metric or object.
+    """
+
+    kind: str
+    config: dict[str, Any]
+    methods: list[str]
+    metrics: list[str]
+    objects: list[dict[str, Any]]
+    summary: dict[str, dict[str, Summary]] = field(default_factory=dict)
+    set_metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    out_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def compute_summary(self, ci: str = "t", seed: int = 0) -> None:
+        """Fill :attr:`summary` from the per-object scores."""
+        self.summary = {m: {k: summarize([o["scores"][m].get(k) for o in self.objects if m in o["scores"]],
+                                         method=ci, seed=seed)
+                            for k in self.metrics} for m in self.methods}
+
+    def mean(self, method: str, metric: str) -> float:
+        """Mean over objects (or the set-level value, for FID)."""
+        if metric in self.set_metrics.get(method, {}):
+            value = self.set_metrics[method][metric]
+            return float("nan") if value is None else value
+        return self.summary[method][metric].mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "config": self.config, "methods": self.methods, "metrics": self.metrics,
+                "ci": f"95% {self.config.get('ci', 't')} interval over objects",
+                "summary": {m: {k: s.as_dict() for k, s in d.items()} for m, d in self.summary.items()},
+                "set_metrics": self.set_metrics, "notices": self.notices, "objects": self.objects}
+
+    def markdown(self, digits: int = 4) -> str:
+        """The summary table: one row per method, ``mean [low, high]`` per metric."""
+        set_names = sorted({k for d in self.set_metrics.values() for k in d})
+        cols = self.metrics + set_names
+        head = ["method"] + [_LABELS.get(c, c) + (" ↓" if c in LOWER_IS_BETTER else " ↑") for c in cols] + ["objects"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for m in self.methods:
+            cells = [m]
+            for c in self.metrics:
+                cells.append(_fmt_summary(self.summary[m][c], digits))
+            for c in set_names:
+                v = self.set_metrics.get(m, {}).get(c)
+                cells.append("n/a" if v is None else f"{v:.{digits}g}" if abs(v) >= 1e4 else f"{v:.{digits}f}")
+            n = max((s.n for s in self.summary[m].values()), default=0)
+            cells.append(str(n))
+            lines.append("| " + " | ".join(cells) + " |")
+        ci = self.config.get("ci", "t")
+        lines.append("")
+        lines.append(f"Mean over objects with 95% {'Student-t' if ci == 't' else 'percentile-bootstrap'} "
+                     "interval in brackets; each object's score is its mean over target views and samples."
+                     + (" FID is computed once over all target views (no interval)." if set_names else ""))
+        for note in self.notices:
+            lines.append(f"\n> {note}")
+        return "\n".join(lines) + "\n"
+
+    def write(self, out_dir: str | Path, stem: str = "summary") -> dict[str, Path]:
+        """Write ``stem.md``, ``stem.json`` and ``stem.csv`` into ``out_dir``; returns their paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        md, js, cs = out / f"{stem}.md", out / f"{stem}.json", out / f"{stem}.csv"
+        md.write_text(self.markdown())
+        js.write_text(json.dumps(_json_safe(self.to_dict()), indent=2) + "\n")
+        set_names = sorted({k for d in self.set_metrics.values() for k in d})
+        with open(cs, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["object", "method"] + self.metrics + set_names)
+            for o in self.objects:
+                for m in self.methods:
+                    if m in o["scores"]:
+                        w.writerow([o["object"], m] + [_num(o["scores"][m].get(k)) for k in self.metrics]
+                                   + [""] * len(set_names))
+            for m in self.methods:
+                s = self.summary[m]
+                setv = [_num(self.set_metrics.get(m, {}).get(k)) for k in set_names]
+                w.writerow(["mean", m] + [_num(s[k].mean) for k in self.metrics] + setv)
+                w.writerow(["ci95_low", m] + [_num(s[k].low) for k in self.metrics] + [""] * len(set_names))
+                w.writerow(["ci95_high", m] + [_num(s[k].high) for k in self.metrics] + [""] * len(set_names))
+        self.files.update({"markdown": md, "json": js, "csv": cs})
+        return {"markdown": md, "json": js, "csv": cs}
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v))
+
+
+def _fmt_summary(s: Summary, digits: int) -> str:
+    if s.n == 0:
+        return "n/a"
+    if s.low is None:
+        return f"{s.mean:.{digits}f}"
+    return f"{s.mean:.{digits}f} [{s.low:.{digits}f}, {s.high:.{digits}f}]"
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf -> None so the JSON is standard."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,170 @@
+"""Reading evaluation objects (the released render layout) and choosing input/target views per protocol.
+
+Layout (SPEC §4): one folder per object holding ``NNN.png`` (RGBA) and ``NNN.npy`` (world->camera 3x4
+[R|t], Blender convention). Every view carries its own pose, so any camera set works as long as the
+protocol's cameras are among the rendered views; relative poses come from
+:func:`zero1to3.camera.relative_pose`.
+
+Selections are seeded per object (seed + a stable hash of the object's name), so ``--limit`` and resuming
+never change which views an object is evaluated on.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from zero1to3.camera import RelativePose, relative_pose, spherical_of_camera
+
+PROTOCOLS = ("random", "orbit16")
+#: orbit16: 16 views at this elevation, evenly spaced in azimuth (the protocol of later papers, SPEC §8).
+ORBIT_ELEVATION_DEG = 30.0
+ORBIT_VIEWS = 16
+#: Tolerance (degrees) when matching rendered cameras to the orbit.
+ORBIT_TOLERANCE_DEG = 0.5
+
+
+class ProtocolError(ValueError):
+    """The data cannot serve the requested protocol (e.g. no orbit renders); the message says what is missing."""
+
+
+@dataclass
+class EvalObject:
+    """One object folder: its view names (file stems, sorted) and their world->camera poses."""
+
+    name: str
+    path: Path
+    views: list[str]
+    poses: dict[str, np.ndarray] = field(repr=False)
+
+    def image(self, view: str, size: int | None = None) -> np.ndarray:
+        """View ``view`` as uint8 RGB [H, W, 3], alpha-composited on white, resized to ``size`` if given."""
+        return load_rgb(self.path / f"{view}.png", size)
+
+
+@dataclass
+class ViewTask:
+    """What to evaluate on one object: the input view, the target views and their relative poses."""
+
+    object: EvalObject
+    input_view: str
+    targets: list[str]
+    relative_poses: list[RelativePose]
+
+
+def load_rgb(path: Path, size: int | None = None) -> np.ndarray:
+    """PNG -> uint8 RGB on a white background (as the reference composites its renders), optionally resized."""
+    with Image.open(path) as im:
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        rgb = Image.alpha_composite(white, im).convert("RGB")
+    if size is not None and rgb.size != (size, size):
+        rgb = rgb.resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _read_object(path: Path) -> EvalObject | None:
+    views = sorted(p.stem for p in path.glob("*.png") if (path / f"{p.stem}.npy").is_file())
+    if not views:
+        return None
+    poses = {}
+    for v in views:
+        pose = np.load(path / f"{v}.npy")
+        if pose.shape not in ((3, 4), (4, 4)):
+            raise ProtocolError(f"{path / (v + '.npy')}: expected a 3x4 world->camera matrix, got {pose.shape}")
+        poses[v] = np.asarray(pose, np.float64)[:3]
+    return EvalObject(path.name, path, views, poses)
+
+
+def list_objects(data_dir: str | Path, limit: int | None = None) -> list[EvalObject]:
+    """Object folders under ``data_dir`` (sorted by name; ``data_dir`` itself if it is one), first ``limit``."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found: {root}")
+    own = _read_object(root)
+    if own is not None:
+        objects = [own]
+    else:
+        objects = [o for o in (_read_object(p) for p in sorted(root.iterdir()) if p.is_dir()) if o is not None]
+    if not objects:
+        raise ProtocolError(f"no object folders with NNN.png + NNN.npy views under {root}")
+    return objects[:limit] if limit is not None else objects
+
+
+def object_seed(seed: int, name: str) -> int:
+    """A per-object seed that depends only on the run seed and the object's name."""
+    return (int(seed) * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2**31 - 1)
+
+
+def _match_view(obj: EvalObject, key: str | int) -> str:
+    key = str(key)
+    if key in obj.views:
+        return key
+    if key.isdigit():
+        for v in obj.views:
+            if v.isdigit() and int(v) == int(key):
+                return v
+    raise ProtocolError(f"object {obj.name}: no view {key!r} (views: {', '.join(obj.views)})")
+
+
+def find_orbit(obj: EvalObject, elevation_deg: float = ORBIT_ELEVATION_DEG, count: int = ORBIT_VIEWS,
+               tol_deg: float = ORBIT_TOLERANCE_DEG) -> list[str]:
+    """The ``count`` views at ``elevation_deg`` spaced 360/count in azimuth, ordered by azimuth from the first.
+
+    Raises :class:`ProtocolError` when the object was not rendered with such an orbit.
+    """
+    ring: list[tuple[float, str]] = []
+    for v in obj.views:
+        polar, azimuth, _ = spherical_of_camera(obj.poses[v])
+        if abs((90.0 - math.degrees(polar)) - elevation_deg) <= tol_deg:
+            ring.append((math.degrees(azimuth) % 360.0, v))
+    step = 360.0 / count
+    for start, _ in ring:
+        chosen = []
+        for k in range(count):
+            want = (start + k * step) % 360.0
+            hits = [v for a, v in ring if abs((a - want + 180.0) % 360.0 - 180.0) <= tol_deg]
+            if not hits:
+                break
+            chosen.append(hits[0])
+        if len(chosen) == count:
+            return chosen
+    raise ProtocolError(
+        f"object {obj.name}: orbit16 needs {count} views at elevation {elevation_deg:g} deg spaced "
+        f"{step:g} deg in azimuth; found {len(ring)} view(s) at that elevation "
+        "(render the object with the orbit cameras, see docs/evaluation.md)")
+
+
+def select_views(obj: EvalObject, protocol: str = "random", input_view: str | int | None = None,
+                 num_targets: int | None = None, seed: int = 0) -> ViewTask:
+    """Choose the input view and target views of ``obj`` for ``protocol``.
+
+    * ``random``: input = ``input_view`` or a random view; targets = ``num_targets`` random other views
+      (all others by default), as in the paper.
+    * ``orbit16``: targets = the 16 views of the elevation-30 orbit, minus the input view if it is one of
+      them; input = ``input_view`` or the first orbit view (lowest file name).
+    """
+    if protocol not in PROTOCOLS:
+        raise ProtocolError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    rng = np.random.default_rng(object_seed(seed, obj.name))
+    if protocol == "random":
+        inp = _match_view(obj, input_view) if input_view is not None else str(rng.choice(obj.views))
+        pool = [v for v in obj.views if v != inp]
+        if not pool:
+            raise ProtocolError(f"object {obj.name}: needs at least two views")
+    else:
+        ring = find_orbit(obj)
+        inp = _match_view(obj, input_view) if input_view is not None else min(ring)
+        pool = [v for v in ring if v != inp]
+    if num_targets is not None and num_targets < len(pool):
+        if num_targets < 1:
+            raise ProtocolError(f"--targets must be at least 1, got {num_targets}")
+        keep = set(rng.choice(len(pool), size=num_targets, replace=False).tolist())
+        pool = [v for i, v in enumerate(pool) if i in keep]
+    rel = [relative_pose(obj.poses[t], obj.poses[inp]) for t in pool]
+    return ViewTask(obj, inp, pool, rel)

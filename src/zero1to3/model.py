@@ -1,0 +1,236 @@
+"""The viewpoint-conditioned latent diffusion model of Zero-1-to-3, built from diffusers/transformers parts.
+
+Faithfulness details (SPEC §2-3) live here and are tested against the authors' outputs:
+
+* UNet input = cat([noisy target latent (scaled), input-image latent (posterior mode, **unscaled**)]).
+* Cross-attention context = ONE token: ``CameraProjection(cat([clip_image_embedding, T]))``.
+* Unconditional branch = zeros for the context (after the projection) and for the concat latent.
+* CLIP input = the [-1, 1] image, bicubic-resized (align_corners=True, no antialias), mapped to [0, 1],
+  normalised with CLIP mean/std; the projected embedding is used without L2 normalisation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+PoseEncoding = Literal["zero123", "stable-zero123"]
+
+
+class CameraProjection(ModelMixin, ConfigMixin):
+    """``cc_projection``: Linear(embedding + 4 -> context), identity on the embedding block at init.
+
+    The identity init lets a fine-tune start from the image-variations model's behaviour; the 4 pose
+    columns keep PyTorch's default Linear init (SPEC §2). Stored as ``projection.weight/bias`` to match
+    the public diffusers conversions.
+    """
+
+    @register_to_config
+    def __init__(self, in_channel: int = 772, out_channel: int = 768) -> None:
+        super().__init__()
+        self.projection = torch.nn.Linear(in_channel, out_channel)
+
+    def reset_to_identity(self) -> None:
+        embed = self.config.in_channel - 4
+        with torch.no_grad():
+            self.projection.weight[:, :embed].zero_()
+            n = min(embed, self.config.out_channel)
+            self.projection.weight[:n, :n].copy_(torch.eye(n))
+            self.projection.bias.zero_()
+
+    def forward(self, image_embedding: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """[B,1,D] embedding + [B,4] (or [B,1,4]) pose -> [B,1,context] one-token context."""
+        if pose.dim() == 2:
+            pose = pose[:, None, :]
+        return self.projection(torch.cat([image_embedding, pose.to(image_embedding.dtype)], dim=-1))
+
+
+@dataclass
+class UNetSpec:
+    block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280)
+    down_block_types: tuple[str, ...] = ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
+    up_block_types: tuple[str, ...] = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
+    layers_per_block: int = 2
+    #: diffusers' legacy name: for SD 1.x this is the number of heads (8), not their width.
+    attention_head_dim: int = 8
+    norm_num_groups: int = 32
+
+
+@dataclass
+class VAESpec:
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    layers_per_block: int = 2
+    latent_channels: int = 4
+    norm_num_groups: int = 32
+    scaling_factor: float = 0.18215
+
+
+@dataclass
+class ImageEncoderSpec:
+    """CLIP vision tower; defaults are ViT-L/14 (SD image-variations' encoder)."""
+
+    hidden_size: int = 1024
+    intermediate_size: int = 4096
+    num_hidden_layers: int = 24
+    num_attention_heads: int = 16
+    image_size: int = 224
+    patch_size: int = 14
+    projection_dim: int = 768
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of one Zero-1-to-3 model. Defaults are the official ``zero123`` (SPEC §2)."""
+
+    image_size: int = 256
+    context_dim: int = 768
+    unet: UNetSpec = field(default_factory=UNetSpec)
+    vae: VAESpec = field(default_factory=VAESpec)
+    image_encoder: ImageEncoderSpec = field(default_factory=ImageEncoderSpec)
+    pose_encoding: PoseEncoding = "zero123"
+
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self.vae.block_out_channels) - 1)
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // self.vae_scale
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def preset(name: str) -> ModelConfig:
+    """``zero123``: official size (~860M UNet). ``tiny``: the embedded CPU-sized model (64 px)."""
+    if name == "zero123":
+        return ModelConfig()
+    if name == "tiny":
+        return ModelConfig(
+            image_size=64,
+            context_dim=256,
+            unet=UNetSpec(block_out_channels=(64, 96, 128),
+                          down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                          up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+                          layers_per_block=2, attention_head_dim=4),
+            vae=VAESpec(block_out_channels=(32, 64, 64), layers_per_block=1),
+            image_encoder=ImageEncoderSpec(hidden_size=192, intermediate_size=768, num_hidden_layers=4,
+                                           num_attention_heads=4, image_size=64, patch_size=8,
+                                           projection_dim=256),
+        )
+    raise ValueError(f"unknown model preset {name!r}; expected 'zero123' or 'tiny'")
+
+
+PRESETS = ("zero123", "tiny")
+
+
+def build_unet(config: ModelConfig) -> UNet2DConditionModel:
+    spec = config.unet
+    return UNet2DConditionModel(
+        sample_size=config.latent_size, in_channels=8, out_channels=4,
+        down_block_types=spec.down_block_types, up_block_types=spec.up_block_types,
+        block_out_channels=spec.block_out_channels, layers_per_block=spec.layers_per_block,
+        attention_head_dim=spec.attention_head_dim, cross_attention_dim=config.context_dim,
+        norm_num_groups=spec.norm_num_groups)
+
+
+def build_vae(config: ModelConfig) -> AutoencoderKL:
+    spec = config.vae
+    n = len(spec.block_out_channels)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=spec.block_out_channels,
+        layers_per_block=spec.layers_per_block, latent_channels=spec.latent_channels,
+        norm_num_groups=spec.norm_num_groups, sample_size=config.image_size,
+        scaling_factor=spec.scaling_factor)
+
+
+def build_image_encoder(config: ModelConfig) -> CLIPVisionModelWithProjection:
+    spec = config.image_encoder
+    vision = CLIPVisionConfig(hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+                              num_hidden_layers=spec.num_hidden_layers,
+                              num_attention_heads=spec.num_attention_heads, image_size=spec.image_size,
+                              patch_size=spec.patch_size, projection_dim=spec.projection_dim,
+                              hidden_act="quick_gelu")
+    return CLIPVisionModelWithProjection(vision)
+
+
+def build_camera_projection(config: ModelConfig) -> CameraProjection:
+    projection = CameraProjection(config.image_encoder.projection_dim + 4, config.context_dim)
+    projection.reset_to_identity()
+    return projection
+
+
+def build_scheduler() -> DDIMScheduler:
+    """The training schedule (1000 steps, scaled-linear betas 0.00085-0.012) with the reference's DDIM
+    settings: steps_offset 1, no clipping, final alpha = alphā[0] (SPEC §3)."""
+    return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                         beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+                         steps_offset=1, prediction_type="epsilon", timestep_spacing="leading")
+
+
+def clip_preprocess(images: torch.Tensor, size: int) -> torch.Tensor:
+    """CLIP input exactly as the reference: [-1,1] -> bicubic (align_corners, no antialias) -> CLIP norm."""
+    x = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=True)
+    x = (x + 1.0) / 2.0
+    mean = torch.tensor(CLIP_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def conv_in_surgery(unet_4ch_conv: torch.nn.Conv2d, new_in_channels: int = 8) -> torch.nn.Conv2d:
+    """A conv_in with 8 input channels from a 4-channel one: channels 0-3 copied, the rest zero (SPEC §2)."""
+    old = unet_4ch_conv
+    new = torch.nn.Conv2d(new_in_channels, old.out_channels, old.kernel_size, old.stride, old.padding)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, : old.in_channels].copy_(old.weight)
+        new.bias.copy_(old.bias)
+    return new
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def timestep_tensor(t: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    if not torch.is_tensor(t):
+        t = torch.tensor([t], device=device)
+    t = t.to(device).reshape(-1)
+    return t.expand(batch) if t.numel() == 1 else t
+
+
+def pose_vector_tensor(poses, device: torch.device, dtype: torch.dtype, input_polar: float | None = None,
+                       encoding: PoseEncoding = "zero123") -> torch.Tensor:
+    """Pose vectors [N,4] from RelativePose objects (or an existing [N,4] array/tensor)."""
+    from zero1to3.camera import RelativePose
+
+    if isinstance(poses, RelativePose):
+        poses = [poses]
+    if torch.is_tensor(poses):
+        vec = poses
+    elif len(poses) and isinstance(poses[0], RelativePose):
+        if encoding == "stable-zero123":
+            polar = math.pi / 2 if input_polar is None else input_polar
+            rows = [p.stable_vector(polar) for p in poses]
+        else:
+            rows = [p.vector() for p in poses]
+        vec = torch.tensor([list(r) for r in rows])
+    else:
+        vec = torch.as_tensor(poses)
+    if vec.dim() != 2 or vec.shape[1] != 4:
+        raise ValueError(f"pose vectors must have shape [N, 4], got {tuple(vec.shape)}")
+    if not torch.isfinite(vec).all():
+        raise ValueError("pose vectors contain NaN or inf")
+    return vec.to(device=device, dtype=dtype)

@@ -1,0 +1,435 @@
+"""Zero123Pipeline: one image + target cameras -> novel views, batched, with classifier-free guidance.
+
+Sampling follows the authors' demo exactly (SPEC §3, checked against ../shared/peer-kit): batch order
+[uncond, cond], a zero unconditional branch, DDIM on the "reference" trajectory (N requested steps run
+N-1 UNet steps from 1+(N-2)k down to 1, final alpha_prev = alphā[0]), one noise draw per step even at
+eta 0, and uint8 output by truncation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Literal, Sequence
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import CLIPVisionModelWithProjection
+
+from zero1to3.camera import RelativePose
+from zero1to3.model import (CameraProjection, PoseEncoding, build_camera_projection, build_image_encoder,
+                            build_scheduler, build_unet, build_vae, clip_preprocess, pose_vector_tensor,
+                            preset, timestep_tensor)
+from zero1to3.preprocess import (DEFAULT_FOREGROUND_RATIO, ImageInput, PreprocessConfig, preprocess_image,
+                                 to_model_input)
+
+SchedulerName = Literal["ddim", "dpmsolver++"]
+SCHEDULERS: tuple[str, ...] = ("ddim", "dpmsolver++")
+
+#: Where the embedded default model lives inside the package.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "tiny"
+COMPONENT_FOLDERS = ("unet", "vae", "image_encoder", "scheduler", "cc_projection")
+
+
+class ModelLoadError(FileNotFoundError):
+    """A model path that is missing or not in an expected layout (message is one line)."""
+
+
+@dataclass
+class Conditioning:
+    """Everything the denoiser needs from the input image, computed once per request."""
+
+    clip_embedding: torch.Tensor  # [B, 1, D] projected CLIP image embedding (not normalised)
+    concat_latent: torch.Tensor  # [B, 4, h, w] VAE posterior mode, NOT scaled
+
+    def repeat(self, n: int) -> "Conditioning":
+        return Conditioning(self.clip_embedding.repeat_interleave(n, 0), self.concat_latent.repeat_interleave(n, 0))
+
+    def __len__(self) -> int:
+        return self.clip_embedding.shape[0]
+
+
+@dataclass
+class NovelViewOutput:
+    """Generated views: ``array`` is uint8 [poses, samples, H, W, 3]."""
+
+    array: np.ndarray
+    poses: list[RelativePose]
+    input_image: Image.Image | None = None
+    latents: torch.Tensor | None = None
+    decoded: torch.Tensor | None = None
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def images(self) -> list[list[Image.Image]]:
+        return [[Image.fromarray(s) for s in per_pose] for per_pose in self.array]
+
+    def grid(self, include_input: bool = True) -> Image.Image:
+        """One image: a row per pose (input first if given), a column per sample."""
+        poses, samples, h, w, _ = self.array.shape
+        cols = samples + (1 if include_input and self.input_image is not None else 0)
+        canvas = Image.new("RGB", (cols * w, poses * h), (255, 255, 255))
+        for p in range(poses):
+            c0 = 0
+            if cols > samples:
+                canvas.paste(self.input_image.resize((w, h)), (0, p * h))
+                c0 = 1
+            for s in range(samples):
+                canvas.paste(Image.fromarray(self.array[p, s]), ((c0 + s) * w, p * h))
+        return canvas
+
+
+def make_scheduler(name: str, base_config) -> DDIMScheduler | DPMSolverMultistepScheduler:
+    if name == "ddim":
+        return DDIMScheduler.from_config(base_config)
+    if name in ("dpmsolver++", "dpm++", "dpmsolver"):
+        return DPMSolverMultistepScheduler.from_config(base_config, algorithm_type="dpmsolver++", solver_order=2,
+                                                       timestep_spacing="trailing")
+    raise ValueError(f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULERS)}")
+
+
+def reference_ddim_timesteps(scheduler: DDIMScheduler, num_inference_steps: int) -> torch.Tensor:
+    """The authors' trajectory: diffusers' "leading" timesteps minus the first (N requested -> N-1 run)."""
+    scheduler.set_timesteps(num_inference_steps)
+    return scheduler.timesteps[1:] if num_inference_steps > 1 else scheduler.timesteps
+
+
+class Zero123Pipeline:
+    """Components composed like a diffusers pipeline; see docs/architecture.md for the API."""
+
+    def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderKL,
+                 image_encoder: CLIPVisionModelWithProjection, camera_projection: CameraProjection,
+                 scheduler: DDIMScheduler | None = None, feature_extractor=None,
+                 pose_encoding: PoseEncoding = "zero123") -> None:
+        self.unet = unet
+        self.vae = vae
+        self.image_encoder = image_encoder
+        self.camera_projection = camera_projection
+        self.scheduler = scheduler or build_scheduler()
+        self.feature_extractor = feature_extractor
+        self.pose_encoding: PoseEncoding = pose_encoding
+        for module in self.modules():
+            module.eval().requires_grad_(False)
+
+    # ------------------------------------------------------------------ construction / I/O
+    @classmethod
+    def from_preset(cls, name: str = "tiny", seed: int = 0) -> "Zero123Pipeline":
+        """Random weights of a preset (``tiny`` or the official-size ``zero123``): for tests and speed work."""
+        config = preset(name)
+        torch.manual_seed(seed)
+        return cls(build_unet(config), build_vae(config), build_image_encoder(config),
+                   build_camera_projection(config), build_scheduler(), pose_encoding=config.pose_encoding)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike | None = None, *, image_encoder: str | os.PathLike | None = None,
+                        use_ema: bool = True, original_config: str | os.PathLike | None = None,
+                        pose_encoding: PoseEncoding | None = None, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> "Zero123Pipeline":
+        """Load from a local path only: a diffusers-layout folder, an original ``.ckpt`` or None (embedded).
+
+        For a ``.ckpt``, ``use_ema`` picks the UNet copy the authors' demo samples with; ``image_encoder`` is a
+        local CLIPVisionModelWithProjection folder (the checkpoint's CLIP was frozen, so SD image-variations'
+        encoder is the same one).
+        """
+        if path is None:
+            path = DEFAULT_MODEL_DIR
+            if not (path / "model_index.json").is_file():
+                raise ModelLoadError(f"no embedded default model is installed (expected {path}/model_index.json); "
+                                     "pass a model folder or .ckpt with --model")
+        path = Path(path)
+        if not path.exists():
+            raise ModelLoadError(f"model path not found: {path} (expected a diffusers-layout folder with "
+                                 f"{', '.join(COMPONENT_FOLDERS)}/ or an original .ckpt file)")
+        if path.is_file():
+            from zero1to3.checkpoint import load_original_checkpoint
+
+            pipe = load_original_checkpoint(path, image_encoder=image_encoder, use_ema=use_ema,
+                                            original_config=original_config)
+        else:
+            pipe = cls._from_folder(path, image_encoder)
+        if pose_encoding is not None:
+            pipe.pose_encoding = pose_encoding
+        return pipe.to(device, dtype)
+
+    @classmethod
+    def _from_folder(cls, path: Path, image_encoder: str | os.PathLike | None) -> "Zero123Pipeline":
+        missing = [f for f in COMPONENT_FOLDERS if not (path / f).is_dir()]
+        if image_encoder is not None and "image_encoder" in missing:
+            missing.remove("image_encoder")
+        if missing:
+            raise ModelLoadError(f"{path} is not a Zero-1-to-3 model folder: missing {', '.join(m + '/' for m in missing)} "
+                                 f"(expected the diffusers layout {', '.join(f + '/' for f in COMPONENT_FOLDERS)})")
+        meta = {}
+        if (path / "model_index.json").is_file():
+            meta = json.loads((path / "model_index.json").read_text()).get("zero1to3", {})
+        try:
+            unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True)
+            vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True)
+            encoder = CLIPVisionModelWithProjection.from_pretrained(image_encoder or path / "image_encoder",
+                                                                    local_files_only=True)
+            projection = CameraProjection.from_pretrained(path, subfolder="cc_projection", local_files_only=True)
+            scheduler = DDIMScheduler.from_pretrained(path, subfolder="scheduler", local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"cannot load model from {path}: {first}") from None
+        extractor = None
+        if (path / "feature_extractor").is_dir():
+            from transformers import CLIPImageProcessor
+
+            extractor = CLIPImageProcessor.from_pretrained(path / "feature_extractor")
+        return cls(unet, vae, encoder, projection, scheduler, extractor,
+                   pose_encoding=meta.get("pose_encoding", "zero123"))
+
+    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+        """Write the diffusers layout of the public conversions (safetensors), plus model_index.json."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        originals = {}
+        for name in ("unet", "vae", "image_encoder", "camera_projection"):
+            module = getattr(self, name)
+            folder = "cc_projection" if name == "camera_projection" else name
+            if dtype is not None:
+                originals[name] = next(module.parameters()).dtype
+                module.to(dtype)
+            module.save_pretrained(path / folder, safe_serialization=True)
+            if dtype is not None:
+                module.to(originals[name])
+        self.scheduler.save_pretrained(path / "scheduler")
+        from transformers import CLIPImageProcessor
+
+        size = self.image_encoder.config.image_size
+        extractor = self.feature_extractor or CLIPImageProcessor(
+            crop_size={"height": size, "width": size}, size={"shortest_edge": size},
+            image_mean=list(self._clip_mean()), image_std=list(self._clip_std()), do_convert_rgb=True)
+        extractor.save_pretrained(path / "feature_extractor")
+        index = {
+            "_class_name": "Zero1to3StableDiffusionPipeline", "_diffusers_version": _diffusers_version(),
+            "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+            "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+            "feature_extractor": ["transformers", "CLIPImageProcessor"], "scheduler": ["diffusers", "DDIMScheduler"],
+            "cc_projection": ["zero1to3.model", "CameraProjection"],
+            "zero1to3": {"image_size": self.image_size, "pose_encoding": self.pose_encoding},
+        }
+        (path / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+    @staticmethod
+    def _clip_mean() -> tuple[float, ...]:
+        from zero1to3.model import CLIP_MEAN
+
+        return CLIP_MEAN
+
+    @staticmethod
+    def _clip_std() -> tuple[float, ...]:
+        from zero1to3.model import CLIP_STD
+
+        return CLIP_STD
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.unet, self.vae, self.image_encoder, self.camera_projection]
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Zero123Pipeline":
+        if device is None and dtype is None:
+            return self
+        for module in self.modules():
+            module.to(device=device, dtype=dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    # ------------------------------------------------------------------ building blocks
+    def preprocess(self, image: ImageInput, foreground_ratio: float = DEFAULT_FOREGROUND_RATIO) -> Image.Image:
+        return preprocess_image(image, PreprocessConfig(size=self.image_size, foreground_ratio=foreground_ratio))
+
+    def image_to_tensor(self, image: Image.Image | np.ndarray) -> torch.Tensor:
+        """RGB uint8 image -> [1,3,H,W] float in [-1,1] on the pipeline's device."""
+        array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+        if array.ndim != 3 or array.shape[-1] != 3:
+            raise ValueError(f"expected an RGB image, got array shape {array.shape}")
+        x = torch.from_numpy(array.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+        return x.to(device=self.device, dtype=self.dtype)
+
+    def encode_clip(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = clip_preprocess(images.to(self.dtype), self.image_encoder.config.image_size)
+        return self.image_encoder(pixel_values=pixels).image_embeds[:, None, :]
+
+    def encode_condition(self, images: torch.Tensor, clip_embedding: torch.Tensor | None = None) -> Conditioning:
+        """[B,3,H,W] in [-1,1] -> CLIP embedding and unscaled posterior-mode latent."""
+        images = images.to(device=self.device, dtype=self.dtype)
+        if clip_embedding is None:
+            clip_embedding = self.encode_clip(images)
+        concat = self.vae.encode(images).latent_dist.mode()
+        return Conditioning(clip_embedding.to(device=self.device, dtype=self.dtype), concat)
+
+    def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
+        """[-1,1] images -> scaled diffusion latents (mean of the posterior times the scaling factor)."""
+        return self.vae.encode(images.to(self.dtype)).latent_dist.mean * self.scaling_factor
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(latents.to(self.dtype) / self.scaling_factor).sample
+
+    def context(self, cond: Conditioning, pose_vectors: torch.Tensor) -> torch.Tensor:
+        """One-token cross-attention context [B,1,D]."""
+        return self.camera_projection(cond.clip_embedding, pose_vectors.to(self.dtype))
+
+    def unet_eps(self, x_t: torch.Tensor, t: torch.Tensor, concat: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.unet(torch.cat([x_t, concat.to(x_t.dtype)], dim=1), t, encoder_hidden_states=context).sample
+
+    def guided_noise(self, x_t: torch.Tensor, t: int | torch.Tensor, cond: Conditioning, pose_vectors: torch.Tensor,
+                     guidance_scale: float = 3.0, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Classifier-free guided epsilon: e_u + s (e_c - e_u), uncond = zero context and zero concat."""
+        batch = x_t.shape[0]
+        x_t = x_t.to(self.dtype)
+        if context is None:
+            context = self.context(cond, pose_vectors)
+        if guidance_scale == 1.0:
+            return self.unet_eps(x_t, timestep_tensor(t, batch, x_t.device), cond.concat_latent, context)
+        x_in = torch.cat([x_t, x_t])
+        concat = torch.cat([torch.zeros_like(cond.concat_latent), cond.concat_latent])
+        ctx = torch.cat([torch.zeros_like(context), context])
+        eps_u, eps_c = self.unet_eps(x_in, timestep_tensor(t, 2 * batch, x_t.device), concat, ctx).chunk(2)
+        return eps_u + guidance_scale * (eps_c - eps_u)
+
+    def pose_vectors(self, poses: RelativePose | Sequence[RelativePose] | torch.Tensor,
+                     input_polar: float | None = None) -> torch.Tensor:
+        return pose_vector_tensor(poses, self.device, self.dtype, input_polar, self.pose_encoding)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample_latents(self, cond: Conditioning, pose_vectors: torch.Tensor, *, num_inference_steps: int = 50,
+                       guidance_scale: float = 3.0, scheduler: str = "ddim", eta: float = 0.0,
+                       generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
+                       noises: Sequence[torch.Tensor] | None = None, progress: bool = False,
+                       callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Run the sampler for a batch whose conditioning rows align with ``pose_vectors`` rows."""
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if not math.isfinite(guidance_scale):
+            raise ValueError("guidance_scale must be finite")
+        batch = len(cond)
+        shape = (batch, 4, self.unet.config.sample_size, self.unet.config.sample_size)
+        sched = make_scheduler(scheduler, self.scheduler.config)
+        if scheduler == "ddim":
+            timesteps = reference_ddim_timesteps(sched, num_inference_steps)
+        else:
+            sched.set_timesteps(num_inference_steps)
+            timesteps = sched.timesteps
+        if latents is None:
+            latents = torch.randn(shape, generator=generator, dtype=torch.float32)
+        x = latents.to(device=self.device, dtype=torch.float32)
+        context = self.context(cond, pose_vectors)
+        for i, t in enumerate(tqdm(timesteps, desc="sampling", disable=not progress, leave=False)):
+            noise = noises[i] if noises is not None else torch.randn(shape, generator=generator, dtype=torch.float32)
+            eps = self.guided_noise(x, t, cond, pose_vectors, guidance_scale, context=context).float()
+            if callback is not None:
+                callback(i, int(t), x, eps)
+            if isinstance(sched, DDIMScheduler):
+                x = sched.step(eps, t, x, eta=eta, variance_noise=noise.to(x.device)).prev_sample
+            else:
+                x = sched.step(eps, t, x).prev_sample
+        return x
+
+    def prepare_input(self, image: ImageInput, preprocess: bool = True,
+                      foreground_ratio: float = DEFAULT_FOREGROUND_RATIO) -> Image.Image:
+        if preprocess:
+            return self.preprocess(image, foreground_ratio)
+        return to_model_input(image, self.image_size)
+
+    def _check_tensor_image(self, image: torch.Tensor) -> torch.Tensor:
+        size = self.image_size
+        if image.dim() == 3:
+            image = image[None]
+        if tuple(image.shape) != (1, 3, size, size):
+            raise ValueError(f"a tensor input image must have shape [1, 3, {size}, {size}] in [-1, 1], "
+                             f"got {tuple(image.shape)}")
+        if not torch.isfinite(image).all():
+            raise ValueError("input image tensor contains NaN or inf")
+        return image.to(device=self.device, dtype=self.dtype)
+
+    @torch.no_grad()
+    def __call__(self, image: ImageInput, poses: RelativePose | Sequence[RelativePose], *, num_samples: int = 4,
+                 guidance_scale: float = 3.0, num_inference_steps: int = 50, scheduler: str = "ddim",
+                 eta: float = 0.0, seed: int | None = 0, generator: torch.Generator | None = None,
+                 preprocess: bool = True, foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
+                 input_polar: float | None = None, batch_size: int | None = None, progress: bool = False,
+                 clip_embedding: torch.Tensor | None = None, latents: torch.Tensor | None = None,
+                 return_latents: bool = False) -> NovelViewOutput:
+        """Generate ``num_samples`` views for each target camera in one batched sampler run.
+
+        ``seed`` fixes a CPU generator so results do not depend on the device; ``batch_size`` caps how
+        many views run through the UNet at once (memory). ``input_polar`` (radians) is used by the
+        Stable Zero123 pose encoding.
+        """
+        if isinstance(poses, RelativePose):
+            poses = [poses]
+        poses = list(poses)
+        if not poses:
+            raise ValueError("give at least one target camera")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if generator is None:
+            generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+        if torch.is_tensor(image):
+            x = self._check_tensor_image(image)
+            pil = Image.fromarray(to_uint8(x)[0])
+        else:
+            pil = self.prepare_input(image, preprocess, foreground_ratio)
+            x = self.image_to_tensor(pil)
+        cond1 = self.encode_condition(x, clip_embedding)
+        vectors = self.pose_vectors(poses, input_polar).repeat_interleave(num_samples, 0)
+        total = vectors.shape[0]
+        chunk = batch_size or total
+        outs, lats, decs = [], [], []
+        for start in range(0, total, chunk):
+            stop = min(total, start + chunk)
+            lat_in = latents[start:stop] if latents is not None else None
+            lat = self.sample_latents(cond1.repeat(stop - start), vectors[start:stop], eta=eta,
+                                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                      scheduler=scheduler, generator=generator, latents=lat_in, progress=progress)
+            decoded = self.decode_latents(lat).float()
+            outs.append(to_uint8(decoded))
+            if return_latents:
+                lats.append(lat)
+                decs.append(decoded)
+        array = np.concatenate(outs).reshape(len(poses), num_samples, *outs[0].shape[1:])
+        return NovelViewOutput(array, poses, pil, torch.cat(lats) if lats else None, torch.cat(decs) if decs else None)
+
+
+def to_uint8(decoded: torch.Tensor) -> np.ndarray:
+    """[B,3,H,W] in [-1,1] -> uint8 [B,H,W,3] as the reference: clamp((x+1)/2) then 255*x truncated."""
+    image = torch.clamp((decoded.float() + 1.0) / 2.0, 0.0, 1.0)
+    return (255.0 * image.permute(0, 2, 3, 1).cpu().numpy()).astype(np.uint8)
+
+
+def _diffusers_version() -> str:
+    import diffusers
+
+    return diffusers.__version__
+
+
+def pose_list(items: Iterable[tuple[float, float, float]]) -> list[RelativePose]:
+    """[(polar_deg, azimuth_deg, radius), ...] -> RelativePose list (the demo's slider units)."""
+    return [RelativePose.from_degrees(*item) for item in items]
