@@ -370,7 +370,7 @@ class Zero123Pipeline:
         return image.to(device=self.device, dtype=self.dtype)
 
     @torch.no_grad()
-    def __call__(self, image: ImageInput, poses: RelativePose | Sequence[RelativePose], *, num_samples: int = 4,
+    def __call__(self, image: ImageInput, poses: RelativePose | Sequence[RelativePose] | torch.Tensor, *, num_samples: int = 4,
                  guidance_scale: float = 3.0, num_inference_steps: int = 50, scheduler: str = "ddim",
                  eta: float = 0.0, seed: int | None = 0, generator: torch.Generator | None = None,
                  preprocess: bool = True, foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
@@ -385,7 +385,12 @@ class Zero123Pipeline:
         """
         if isinstance(poses, RelativePose):
             poses = [poses]
-        poses = list(poses)
+        if torch.is_tensor(poses):  # raw pose vectors [P, 4] (e.g. ablations with T zeroed)
+            vectors = pose_vector_tensor(poses, self.device, self.dtype)
+            poses = [None] * vectors.shape[0]
+        else:
+            poses = list(poses)
+            vectors = None
         if not poses:
             raise ValueError("give at least one target camera")
         if num_samples < 1:
@@ -399,7 +404,9 @@ class Zero123Pipeline:
             pil = self.prepare_input(image, preprocess, foreground_ratio)
             x = self.image_to_tensor(pil)
         cond1 = self.encode_condition(x, clip_embedding)
-        vectors = self.pose_vectors(poses, input_polar).repeat_interleave(num_samples, 0)
+        if vectors is None:
+            vectors = self.pose_vectors(poses, input_polar)
+        vectors = vectors.repeat_interleave(num_samples, 0)
         total = vectors.shape[0]
         chunk = batch_size or total
         outs, lats, decs = [], [], []

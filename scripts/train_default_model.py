@@ -1,0 +1,189 @@
+"""Build the embedded default model end to end: render procedural objects, train the small VAE, train
+the view-conditioned UNet (resumable across calls), export fp16 weights, measure held-out quality.
+
+Every phase is skipped when its output exists, so the same command resumes in a later call:
+
+    python scripts/train_default_model.py --work /root/z123 --out "$OUT" --minutes 7
+
+Held-out objects come from another procedural seed family and are never seen in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def log(out: Path, message: str) -> None:
+    line = f"[{time.strftime('%H:%M:%S')}] {message}"
+    print(line, flush=True)
+    with (out / "job.log").open("a") as f:
+        f.write(line + "\n")
+
+
+def render_phase(args, work: Path, out: Path) -> None:
+    from zero1to3.data.writer import render_dataset
+
+    for name, count, views, seed, mesh in (("train", args.objects, 12, 0, False),
+                                           ("heldout", args.heldout, 13, 987654, True)):
+        folder = work / name
+        if (folder / "meta.json").is_file() and len(list(folder.glob("proc_*"))) >= count:
+            continue
+        t = time.perf_counter()
+        summary = render_dataset(folder, count, num_views=views, resolution=args.resolution, seed=seed,
+                                 workers=args.workers, save_mesh=mesh, progress=False)
+        log(out, f"rendered {name}: {len(summary.rendered)} objects x {views} views in "
+                 f"{time.perf_counter() - t:.1f} s ({len(summary.failed)} failed)")
+
+
+def heldout_arrays(work: Path, size: int):
+    from zero1to3.data.dataset import load_views_array
+
+    return load_views_array(work / "heldout", size)
+
+
+def evaluate(pipe, images: np.ndarray, poses: np.ndarray, steps: int, limit: int, chunk: int = 16) -> dict:
+    """PSNR/SSIM over the target views of each held-out object (input = view 0), model vs two baselines.
+
+    Objects are sampled together (``chunk`` at a time) so a small model is not launch-bound.
+    """
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    from zero1to3.camera import relative_pose
+    from zero1to3.pipeline import to_uint8
+
+    n = min(limit, images.shape[0])
+    views = images.shape[1] - 1
+    scores: dict[str, list[tuple[float, float]]] = {"model": [], "input_copy": [], "zero_pose": []}
+    for start in range(0, n, chunk):
+        idx = range(start, min(n, start + chunk))
+        cond_img = torch.from_numpy(images[list(idx), 0]).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
+        cond = pipe.encode_condition(cond_img.to(pipe.dtype)).repeat(views)
+        vec = torch.tensor(np.stack([[relative_pose(poses[i, v], poses[i, 0]).vector() for v in range(1, views + 1)]
+                                     for i in idx]).reshape(-1, 4), device=pipe.device, dtype=pipe.dtype)
+        preds = {}
+        for name, pose in (("model", vec), ("zero_pose", torch.zeros_like(vec))):
+            lat = pipe.sample_latents(cond, pose, num_inference_steps=steps,
+                                      generator=torch.Generator().manual_seed(start))
+            preds[name] = to_uint8(pipe.decode_latents(lat).float()).reshape(len(idx), views, *images.shape[2:])
+        preds["input_copy"] = np.repeat(images[list(idx), :1], views, axis=1)
+        for k, i in enumerate(idx):
+            gt = torch.from_numpy(images[i, 1:]).permute(0, 3, 1, 2).float() / 255.0
+            for name, pred in preds.items():
+                p = torch.from_numpy(pred[k]).permute(0, 3, 1, 2).float() / 255.0
+                psnr = peak_signal_noise_ratio(p, gt, data_range=1.0, reduction="none", dim=(1, 2, 3)).mean().item()
+                ssim = structural_similarity_index_measure(p, gt, data_range=1.0).item()
+                scores[name].append((psnr, ssim))
+    table = {}
+    for name, rows in scores.items():
+        arr = np.array(rows)
+        half = 1.96 * arr.std(0, ddof=1) / np.sqrt(len(arr)) if len(arr) > 1 else np.zeros(2)
+        table[name] = {"psnr": float(arr[:, 0].mean()), "psnr_ci95": float(half[0]),
+                       "ssim": float(arr[:, 1].mean()), "ssim_ci95": float(half[1]), "objects": len(arr)}
+    return table
+
+
+def write_orbit(pipe, images: np.ndarray, poses: np.ndarray, out: Path, steps: int) -> None:
+    import imageio.v2 as imageio
+
+    from zero1to3.camera import orbit, spherical_of_camera
+
+    polar = spherical_of_camera(poses[0, 0])[0]
+    elevation = 90.0 - np.degrees(polar)
+    views = orbit(24, elevation_deg=elevation, input_elevation_deg=elevation)
+    frames = pipe(images[0, 0], views, num_samples=1, num_inference_steps=steps, preprocess=False, seed=0).array[:, 0]
+    big = [np.kron(f, np.ones((2, 2, 1), dtype=np.uint8)) for f in frames]
+    inp = np.kron(images[0, 0], np.ones((2, 2, 1), dtype=np.uint8))
+    imageio.mimsave(out / "orbit_heldout.gif", [np.concatenate([inp, f], 1) for f in big], duration=0.12, loop=0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--work", default="/root/z123")
+    parser.add_argument("--out", default=os.environ.get("OUT", "out"))
+    parser.add_argument("--objects", type=int, default=3000)
+    parser.add_argument("--heldout", type=int, default=64)
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=14)
+    parser.add_argument("--vae-steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=100000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--eval-steps", type=int, default=50)
+    parser.add_argument("--eval-limit", type=int, default=64)
+    parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument("--init-from", default=None, help="continue from an exported model (fresh optimizer)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    work, out = Path(args.work), Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    log(out, f"torch {torch.__version__} cuda {torch.cuda.is_available()} "
+             f"{torch.cuda.get_device_name() if torch.cuda.is_available() else ''}")
+    render_phase(args, work, out)
+    from zero1to3.data.dataset import load_views_array
+    from zero1to3.training import TrainConfig, Trainer, VAETrainConfig, train_vae
+
+    images, poses, names = load_views_array(work / "train", args.resolution)
+    log(out, f"loaded {images.shape} training views")
+    vae_dir = Path(args.init_from) / "vae" if args.init_from else work / "vae" / "vae"
+    if not (vae_dir / "config.json").is_file():
+        t = time.perf_counter()
+        train_vae(VAETrainConfig(output_dir=str(work / "vae"), batch_size=128, max_steps=args.vae_steps,
+                                 mixed_precision="bf16"), images=images)
+        log(out, f"trained VAE in {time.perf_counter() - t:.1f} s")
+    if (work / "vae" / "metrics.jsonl").is_file():
+        shutil.copy(work / "vae" / "metrics.jsonl", out / "vae_metrics.jsonl")
+    config = TrainConfig(data=str(work / "train"), output_dir=str(work / "run"), preset="tiny",
+                         init_from=args.init_from,
+                         vae_path=str(vae_dir), batch_size=args.batch, learning_rate=args.lr,
+                         max_steps=args.steps, max_minutes=args.minutes, ema_decay=0.999,
+                         mixed_precision="bf16", train_image_encoder=True, checkpoint_every=2000,
+                         sample_every=2000, log_every=100)
+    trainer = Trainer(config, arrays=(images, poses))
+    log(out, f"diffusion training from step {trainer.step}")
+    result = trainer.fit()
+    log(out, f"trained to step {result['step']} in {result['seconds']:.1f} s")
+    shutil.copy(work / "run" / "metrics.jsonl", out / "train_metrics.jsonl")
+    samples = sorted((work / "run" / "samples").glob("*.png"))
+    if samples:
+        shutil.copy(samples[-1], out / "samples_latest.png")
+    export = work / "export"
+    if export.exists():
+        shutil.rmtree(export)
+    trainer.export(export)
+    # $OUT takes files of at most 16 MiB: ship the export as a tar in 15 MiB parts (cat model.tgz.* | tar xz).
+    subprocess.run(f"tar cz -C {work} export | split -b 15m - {out}/model.tgz.", shell=True, check=True)
+    del trainer
+    torch.cuda.empty_cache()
+    if not args.skip_eval:
+        from zero1to3.pipeline import Zero123Pipeline
+
+        pipe = Zero123Pipeline.from_pretrained(export, device="cuda" if torch.cuda.is_available() else "cpu",
+                                               dtype=torch.float32)
+        h_images, h_poses, _ = heldout_arrays(work, args.resolution)
+        t = time.perf_counter()
+        table = evaluate(pipe, h_images, h_poses, args.eval_steps, args.eval_limit)
+        table["_meta"] = {"step": result["step"], "eval_seconds": time.perf_counter() - t,
+                          "heldout_objects": int(h_images.shape[0]), "eval_steps": args.eval_steps}
+        (out / "heldout_eval.json").write_text(json.dumps(table, indent=1))
+        log(out, f"held-out eval: {json.dumps(table)}")
+        write_orbit(pipe, h_images, h_poses, out, args.eval_steps)
+    log(out, f"total {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Arguments and helpers shared by the commands that load a model."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default=None,
+                       help="diffusers-layout folder or original .ckpt (default: the embedded small model)")
+    group.add_argument("--image-encoder", default=None,
+                       help="local CLIPVisionModelWithProjection folder (needed with a .ckpt)")
+    group.add_argument("--original-config", default=None, help="the authors' .yaml for a non-standard .ckpt")
+    group.add_argument("--no-ema", action="store_true", help="with a .ckpt: use the main UNet weights, not EMA")
+    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    group.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                       help="weights precision (default: fp16 on GPU, fp32 on CPU)")
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser, steps: int = 50) -> None:
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--steps", type=int, default=steps, help=f"sampler steps (default {steps})")
+    group.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    group.add_argument("--scheduler", choices=("ddim", "dpmsolver++"), default="ddim")
+    group.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 deterministic, 1 as the original demo)")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--no-preprocess", action="store_true",
+                       help="use the image as it is (already an object render on white), no crop/rescale")
+    group.add_argument("--foreground-ratio", type=float, default=200 / 256,
+                       help="object size as a share of the frame after cropping (default 200/256 as the reference)")
+
+
+def finite(name: str, value: float) -> float:
+    from zero1to3.cli import CLIError
+
+    if not math.isfinite(value):
+        raise CLIError(f"--{name} must be a finite number, got {value}")
+    return value
+
+
+def load_pipeline(args: argparse.Namespace):
+    """The pipeline named by the model arguments, on the chosen device and precision."""
+    import torch
+
+    from zero1to3.cli import CLIError
+    from zero1to3.pipeline import ModelLoadError, Zero123Pipeline
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {device} asked for, but no CUDA device is available")
+    dtype_name = args.dtype or ("fp16" if device.startswith("cuda") else "fp32")
+    dtype = getattr(torch, DTYPES[dtype_name])
+    try:
+        return Zero123Pipeline.from_pretrained(args.model, image_encoder=args.image_encoder,
+                                               use_ema=not args.no_ema, original_config=args.original_config,
+                                               device=device, dtype=dtype)
+    except (ModelLoadError, ValueError) as exc:
+        raise CLIError(str(exc)) from None

@@ -1,0 +1,485 @@
+"""Training and fine-tuning on accelerate: one GPU, DDP or FSDP (``accelerate launch``), mixed precision.
+
+Recipe (SPEC §3, §5): AdamW (wd 0.01), lr 1e-4 constant after 100 warm-up steps, camera projection at
+10x, EMA of the trained weights, frozen VAE (and CLIP unless asked), plain MSE on epsilon, CFG dropout
+per sample (r<0.05 CLIP zeroed, 0.05-0.10 both, 0.10-0.15 concat zeroed; the pose is never dropped).
+
+Checkpoints are written to a temporary folder and renamed into place, so a kill never leaves a half
+checkpoint; the batch at step k is a pure function of (seed, k, rank), so a resumed run sees exactly
+the data the interrupted one would have.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from zero1to3.camera import cartesian_to_spherical
+from zero1to3.model import (CameraProjection, build_camera_projection, build_image_encoder, build_scheduler,
+                            build_unet, build_vae, clip_preprocess, conv_in_surgery, preset)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Defaults are the paper's (SPEC §5) except where the small preset needs otherwise."""
+
+    data: str = ""
+    output_dir: str = "runs/train"
+    preset: str = "tiny"
+    #: A Zero-1-to-3 model (folder or .ckpt) to fine-tune, or a 4-channel SD image-variations folder.
+    init_from: str | None = None
+    #: A trained VAE folder for the small preset (``zero1to3 train --stage vae`` writes one).
+    vae_path: str | None = None
+    batch_size: int = 192
+    learning_rate: float = 1e-4
+    projection_lr_multiplier: float = 10.0
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    max_steps: int = 1000
+    max_minutes: float | None = None
+    ema_decay: float = 0.9999
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    #: The official CLIP is frozen; the small preset has no pretrained CLIP, so it learns its encoder.
+    train_image_encoder: bool = False
+    uncond_probability: float = 0.05
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    sample_every: int = 1000
+    log_every: int = 50
+    seed: int = 0
+    resume: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+@dataclass
+class VAETrainConfig:
+    data: str = ""
+    output_dir: str = "runs/vae"
+    preset: str = "tiny"
+    batch_size: int = 64
+    learning_rate: float = 4e-4
+    max_steps: int = 2000
+    kl_weight: float = 1e-6
+    mixed_precision: str = "no"
+    seed: int = 0
+    log_every: int = 50
+
+
+# ---------------------------------------------------------------------------------------------- data
+def mix_seed(*values: int) -> int:
+    """A seed that depends on all values, the same in every process (unlike ``hash`` of strings)."""
+    return int(np.random.SeedSequence([int(v) % (2**63) for v in values]).generate_state(1)[0])
+
+
+class PairBatcher:
+    """Random pairs of distinct views of one object, drawn on the device from in-memory renders.
+
+    ``images`` uint8 [N, V, H, W, 3] (composited on white), ``poses`` world->camera [N, V, 3, 4].
+    The pose vector is T(target, cond) = [d_polar, sin d_az, cos d_az, d_radius], as camera.relative_pose.
+    """
+
+    def __init__(self, images: np.ndarray, poses: np.ndarray, device: torch.device | str = "cpu") -> None:
+        if images.ndim != 5 or images.shape[-1] != 3 or poses.shape[:2] != images.shape[:2]:
+            raise ValueError(f"expected images [N,V,H,W,3] and poses [N,V,3,4], got {images.shape}, {poses.shape}")
+        if images.shape[1] < 2:
+            raise ValueError("each object needs at least 2 views to form pairs")
+        self.device = torch.device(device)
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        rotation, translation = poses[..., :3], poses[..., 3]
+        centres = -np.einsum("nvji,nvj->nvi", rotation, translation)
+        polar, azimuth, radius = cartesian_to_spherical(centres)
+        self.spherical = torch.from_numpy(np.stack([polar, azimuth, radius], -1)).to(self.device, torch.float64)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def batch(self, step: int, batch_size: int, seed: int = 0, rank: int = 0) -> dict[str, torch.Tensor]:
+        g = torch.Generator(device="cpu").manual_seed(mix_seed(seed, step, rank, 0))
+        n, v = self.images.shape[:2]
+        obj = torch.randint(n, (batch_size,), generator=g)
+        first = torch.randint(v, (batch_size,), generator=g)
+        second = (first + torch.randint(1, v, (batch_size,), generator=g)) % v  # distinct from first
+        obj, first, second = obj.to(self.device), first.to(self.device), second.to(self.device)
+        target = self.images[obj, first]
+        cond = self.images[obj, second]
+        d = self.spherical[obj, first] - self.spherical[obj, second]
+        d_az = torch.remainder(d[:, 1], 2 * math.pi)
+        pose = torch.stack([d[:, 0], torch.sin(d_az), torch.cos(d_az), d[:, 2]], -1).float()
+        to_unit = lambda x: x.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # noqa: E731
+        return {"target": to_unit(target), "cond": to_unit(cond), "pose": pose}
+
+
+def load_training_arrays(data: str, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """All views of a render-layout folder, in memory, via the data module's reader."""
+    from zero1to3.data.dataset import load_views_array
+
+    return load_views_array(data, image_size)
+
+
+# ---------------------------------------------------------------------------------------------- model
+class TrainModule(torch.nn.Module):
+    """The trained parts in one module, so accelerate can wrap it (DDP/FSDP) as a whole."""
+
+    def __init__(self, unet: torch.nn.Module, camera_projection: CameraProjection,
+                 image_encoder: torch.nn.Module | None) -> None:
+        super().__init__()
+        self.unet = unet
+        self.camera_projection = camera_projection
+        self.image_encoder = image_encoder  # None when frozen (kept outside, not wrapped)
+
+    def forward(self, noisy: torch.Tensor, t: torch.Tensor, concat: torch.Tensor, clip_embedding: torch.Tensor | None,
+                cond_pixels: torch.Tensor | None, pose: torch.Tensor, clip_keep: torch.Tensor) -> torch.Tensor:
+        if clip_embedding is None:
+            clip_embedding = self.image_encoder(pixel_values=cond_pixels).image_embeds[:, None, :]
+        clip_embedding = clip_embedding * clip_keep[:, None, None].to(clip_embedding.dtype)
+        context = self.camera_projection(clip_embedding, pose)
+        return self.unet(torch.cat([noisy, concat], 1), t, encoder_hidden_states=context).sample
+
+
+def cfg_dropout_masks(batch: int, p: float, generator: torch.Generator | None = None,
+                      device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(keep_clip, keep_concat) per sample: r<p CLIP dropped; p<=r<2p both; 2p<=r<3p concat dropped."""
+    r = torch.rand(batch, generator=generator).to(device)
+    keep_clip = (r >= 2 * p).float()
+    keep_concat = 1.0 - ((r >= p) & (r < 3 * p)).float()
+    return keep_clip, keep_concat
+
+
+def initial_components(config: TrainConfig):
+    """(unet, vae, image_encoder, camera_projection) to start from: preset, Zero-1-to-3 model, or SD variations."""
+    from zero1to3.pipeline import Zero123Pipeline
+
+    if config.init_from is None:
+        model_config = preset(config.preset)
+        torch.manual_seed(config.seed)
+        return build_unet(model_config), build_vae(model_config), build_image_encoder(model_config), \
+            build_camera_projection(model_config)
+    path = Path(config.init_from)
+    unet_config = path / "unet" / "config.json"
+    if path.is_dir() and unet_config.is_file() and json.loads(unet_config.read_text()).get("in_channels") == 4:
+        return _from_image_variations(path)
+    pipe = Zero123Pipeline.from_pretrained(path, dtype=torch.float32)  # shipped weights may be fp16
+    return pipe.unet, pipe.vae, pipe.image_encoder, pipe.camera_projection
+
+
+def _from_image_variations(path: Path):
+    """SD image-variations (4-channel UNet): conv_in surgery to 8 channels, identity camera projection."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPVisionModelWithProjection
+
+    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True)
+    unet.conv_in = conv_in_surgery(unet.conv_in, 8)
+    unet.register_to_config(in_channels=8)
+    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True)
+    encoder = CLIPVisionModelWithProjection.from_pretrained(path / "image_encoder", local_files_only=True)
+    projection = CameraProjection(encoder.config.projection_dim + 4, unet.config.cross_attention_dim)
+    projection.reset_to_identity()
+    return unet, vae, encoder, projection
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def _atomic_dir(final: Path) -> Path:
+    tmp = final.with_name(final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    root = Path(output_dir) / "checkpoints"
+    done = sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp")
+                  and (p / "trainer_state.json").is_file())
+    return done[-1] if done else None
+
+
+def _prune(root: Path, keep: int) -> None:
+    done = sorted(p for p in root.glob("step_*") if not p.name.endswith(".tmp"))
+    for old in done[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class Trainer:
+    """Owns the accelerate state; ``fit`` runs until ``max_steps`` or ``max_minutes`` or a signal."""
+
+    def __init__(self, config: TrainConfig, batcher: PairBatcher | None = None,
+                 arrays: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        from accelerate import Accelerator
+        from diffusers.training_utils import EMAModel
+
+        self.config = config
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        acc = self.accelerator
+        unet, vae, encoder, projection = initial_components(config)
+        if config.vae_path:
+            from diffusers import AutoencoderKL
+
+            vae = AutoencoderKL.from_pretrained(config.vae_path, local_files_only=True).float()
+        if config.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision, torch.float32)
+        self.vae = vae.to(acc.device, self.weight_dtype).requires_grad_(False).eval()
+        self.scaling_factor = float(vae.config.scaling_factor)
+        self.clip_size = encoder.config.image_size
+        self.frozen_encoder = None
+        if not config.train_image_encoder:
+            self.frozen_encoder = encoder.to(acc.device, self.weight_dtype).requires_grad_(False).eval()
+            encoder = None
+        for trained in (unet, projection, encoder):
+            if trained is not None:  # a loaded pipeline arrives frozen
+                trained.requires_grad_(True).train()
+        module = TrainModule(unet, projection, encoder)
+        self.ema = EMAModel(module.parameters(), decay=config.ema_decay, foreach=True)
+        module = acc.prepare(module)
+        groups: dict[str, list] = {"base": [], "projection": []}
+        for name, param in module.named_parameters():
+            if param.requires_grad:
+                groups["projection" if "camera_projection" in name else "base"].append(param)
+        lr = config.learning_rate
+        self.optimizer = torch.optim.AdamW(
+            [{"params": groups["base"], "lr": lr},
+             {"params": groups["projection"], "lr": lr * config.projection_lr_multiplier}],
+            weight_decay=config.weight_decay)
+        warm = max(1, config.warmup_steps)
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warm))
+        self.optimizer, self.lr_scheduler = acc.prepare(self.optimizer, self.lr_scheduler)
+        self.module = module
+        self.ema.to(acc.device)
+        self.noise_scheduler = build_scheduler()
+        self.alphas = self.noise_scheduler.alphas_cumprod.to(acc.device)
+        if batcher is None:
+            if arrays is None:
+                images, poses, _ = load_training_arrays(config.data, preset(config.preset).image_size)
+            else:
+                images, poses = arrays
+            batcher = PairBatcher(images, poses, acc.device)
+        self.batcher = batcher
+        self.step = 0
+        self.out = Path(config.output_dir)
+        self._stop = False
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(config.to_json())
+        if config.resume:
+            self.resume()
+
+    # -------------------------------------------------------------- state
+    def save_checkpoint(self) -> Path:
+        acc = self.accelerator
+        final = self.out / "checkpoints" / f"step_{self.step:08d}"
+        tmp = final.with_name(final.name + ".tmp")
+        if acc.is_main_process:
+            _atomic_dir(final)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp), safe_serialization=True)
+        if acc.is_main_process:
+            torch.save(self.ema.state_dict(), tmp / "ema.pt")
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": self.step}))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            _prune(final.parent, self.config.keep_checkpoints)
+        acc.wait_for_everyone()
+        return final
+
+    def resume(self) -> bool:
+        ckpt = latest_checkpoint(self.out)
+        if ckpt is None:
+            return False
+        self.accelerator.load_state(str(ckpt))
+        self.ema.load_state_dict(torch.load(ckpt / "ema.pt", map_location="cpu", weights_only=False))
+        self.ema.to(self.accelerator.device)
+        self.step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        if self.accelerator.is_main_process:
+            logger.info("resumed from %s at step %d", ckpt, self.step)
+        return True
+
+    # -------------------------------------------------------------- step
+    def loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        acc = self.accelerator
+        dev = acc.device
+        cond = batch["cond"].to(dev, self.weight_dtype)
+        with torch.no_grad():
+            latents = self.vae.encode(batch["target"].to(dev, self.weight_dtype)).latent_dist.sample() \
+                * self.scaling_factor
+            concat = self.vae.encode(cond).latent_dist.mode()
+            clip = None
+            if self.frozen_encoder is not None:
+                clip = self.frozen_encoder(pixel_values=clip_preprocess(cond, self.clip_size)).image_embeds[:, None]
+        bsz = latents.shape[0]
+        keep_clip, keep_concat = cfg_dropout_masks(bsz, self.config.uncond_probability, generator, dev)
+        concat = concat * keep_concat[:, None, None, None].to(concat.dtype)
+        noise = torch.randn(latents.shape, generator=generator).to(dev, latents.dtype)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (bsz,), generator=generator).to(dev)
+        a = self.alphas[t].to(latents.dtype)[:, None, None, None]
+        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        pixels = None if clip is not None else clip_preprocess(cond, self.clip_size)
+        pred = self.module(noisy, t, concat, clip, pixels, batch["pose"].to(dev), keep_clip)
+        return F.mse_loss(pred.float(), noise.float())
+
+    def fit(self) -> dict[str, Any]:
+        acc = self.accelerator
+        cfg = self.config
+        start = time.perf_counter()
+        per_rank = max(1, cfg.batch_size // acc.num_processes)
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:
+            signal.signal(sig, self._on_signal)
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", disable=not acc.is_local_main_process)
+        log_path = self.out / "metrics.jsonl"
+        running, seen, t_log = 0.0, 0, time.perf_counter()
+        try:
+            while self.step < cfg.max_steps:
+                g = torch.Generator().manual_seed(mix_seed(cfg.seed, self.step, acc.process_index, 1))
+                batch = self.batcher.batch(self.step, per_rank, cfg.seed, acc.process_index)
+                self.module.train()
+                with acc.autocast():
+                    loss = self.loss(batch, g)
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    acc.clip_grad_norm_(self.module.parameters(), 1.0)
+                self.optimizer.step()
+                self.lr_scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.ema.step(acc.unwrap_model(self.module).parameters())
+                self.step += 1
+                running += loss.detach()
+                seen += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    now = time.perf_counter()
+                    mean = acc.gather((running / seen).reshape(1)).mean().item()
+                    record = {"step": self.step, "loss": mean, "lr": self.lr_scheduler.get_last_lr()[0],
+                              "images_per_s": seen * per_rank * acc.num_processes / (now - t_log),
+                              "elapsed_s": now - start}
+                    bar.set_postfix(loss=f"{mean:.4f}")
+                    if acc.is_main_process:
+                        with log_path.open("a") as f:
+                            f.write(json.dumps(record) + "\n")
+                    running, seen, t_log = 0.0, 0, now
+                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self.write_samples()
+                out_of_time = cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes
+                if self.step % cfg.checkpoint_every == 0 or self._stop or out_of_time:
+                    self.save_checkpoint()
+                if self._stop or out_of_time:
+                    break
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            bar.close()
+        if self.step >= cfg.max_steps and latest_checkpoint(self.out) != self.out / "checkpoints" / f"step_{self.step:08d}":
+            self.save_checkpoint()
+        return {"step": self.step, "seconds": time.perf_counter() - start, "stopped": self._stop}
+
+    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
+        logger.warning("signal %d: saving a checkpoint and stopping", signum)
+        self._stop = True
+
+    # -------------------------------------------------------------- outputs
+    def pipeline(self, use_ema: bool = True):
+        """A Zero123Pipeline over copies of the current (EMA) weights, for samples and export."""
+        import copy
+
+        from zero1to3.pipeline import Zero123Pipeline
+
+        module = copy.deepcopy(self.accelerator.unwrap_model(self.module)).float()
+        if use_ema:
+            self.ema.copy_to(module.parameters())
+        encoder = module.image_encoder if module.image_encoder is not None else copy.deepcopy(self.frozen_encoder)
+        return Zero123Pipeline(module.unet, copy.deepcopy(self.vae).float(), encoder.float(), module.camera_projection)
+
+    def write_samples(self, count: int = 4) -> Path | None:
+        if not self.accelerator.is_main_process:
+            return None
+        from PIL import Image
+
+        from zero1to3.pipeline import to_uint8
+
+        pipe = self.pipeline()
+        batch = self.batcher.batch(10**9, count, seed=self.config.seed + 1)  # fixed pairs, same every time
+        dev = self.accelerator.device
+        cond = pipe.encode_condition(batch["cond"].to(dev))
+        lat = pipe.sample_latents(cond, batch["pose"].to(dev), num_inference_steps=30,
+                                  generator=torch.Generator().manual_seed(0))
+        rows = [to_uint8(batch["cond"]), to_uint8(batch["target"]), to_uint8(pipe.decode_latents(lat).float())]
+        grid = np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
+        path = self.out / "samples" / f"step_{self.step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(grid).save(path)
+        return path
+
+    def export(self, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+        """Save the EMA pipeline in the diffusers layout (what gets shipped)."""
+        if self.accelerator.is_main_process:
+            self.pipeline().save_pretrained(path, dtype=dtype)
+        self.accelerator.wait_for_everyone()
+        return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------- VAE
+def train_vae(config: VAETrainConfig, images: np.ndarray | None = None) -> Path:
+    """Train the small preset's autoencoder (L1 + MSE + tiny KL) and set its latent scaling factor.
+
+    The official model uses SD's VAE; the small preset has none to borrow, so it learns its own, then
+    sets ``scaling_factor`` = 1/std of its latents, as SD chose 0.18215 for its VAE.
+    """
+    from accelerate import Accelerator
+
+    acc = Accelerator(mixed_precision=config.mixed_precision)
+    model_config = preset(config.preset)
+    if images is None:
+        images, _, _ = load_training_arrays(config.data, model_config.image_size)
+    flat = torch.from_numpy(images.reshape(-1, *images.shape[-3:])).to(acc.device)
+    torch.manual_seed(config.seed)
+    vae = build_vae(model_config)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.max_steps, eta_min=config.learning_rate * 0.1)
+    vae, optimizer = acc.prepare(vae, optimizer)
+    g = torch.Generator().manual_seed(config.seed)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(range(config.max_steps), desc="vae", disable=not acc.is_local_main_process)
+    for step in bar:
+        idx = torch.randint(flat.shape[0], (config.batch_size,), generator=g).to(acc.device)
+        x = flat[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        with acc.autocast():
+            posterior = acc.unwrap_model(vae).encode(x).latent_dist
+            recon = acc.unwrap_model(vae).decode(posterior.sample()).sample
+            loss = F.l1_loss(recon.float(), x) + F.mse_loss(recon.float(), x) + config.kl_weight * posterior.kl().mean()
+        acc.backward(loss)
+        optimizer.step()
+        sched.step()
+        optimizer.zero_grad(set_to_none=True)
+        if (step + 1) % config.log_every == 0 or step + 1 == config.max_steps:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if acc.is_main_process:
+                with (out / "metrics.jsonl").open("a") as f:
+                    f.write(json.dumps({"step": step + 1, "loss": loss.item()}) + "\n")
+    vae = acc.unwrap_model(vae).eval()
+    with torch.no_grad():
+        idx = torch.randint(flat.shape[0], (min(1024, flat.shape[0]),), generator=g).to(acc.device)
+        x = flat[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        std = torch.cat([vae.encode(c).latent_dist.mean for c in x.split(128)]).std().item()
+    vae.register_to_config(scaling_factor=1.0 / std)
+    if acc.is_main_process:
+        vae.save_pretrained(out / "vae", safe_serialization=True)
+    return out / "vae"
