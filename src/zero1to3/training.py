@@ -226,7 +226,8 @@ class Trainer:
         from diffusers.training_utils import EMAModel
 
         self.config = config
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        # cpu=True without CUDA lets torchrun-launched CPU processes join over gloo (else each runs alone)
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
         acc = self.accelerator
         unet, vae, encoder, projection = initial_components(config)
         if config.vae_path:
@@ -444,7 +445,7 @@ def train_vae(config: VAETrainConfig, images: np.ndarray | None = None) -> Path:
     """
     from accelerate import Accelerator
 
-    acc = Accelerator(mixed_precision=config.mixed_precision)
+    acc = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
     model_config = preset(config.preset)
     if images is None:
         images, _, _ = load_training_arrays(config.data, model_config.image_size)

@@ -1,0 +1,124 @@
+"""Renderer geometry and image conventions, checked against zero1to3.camera."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from zero1to3.camera import look_at, project_points, sample_reference_cameras, spherical_to_cartesian
+from zero1to3.data.render import Light, get_renderer, load_mesh, random_light, render_views
+
+pytest.importorskip("moderngl")
+
+UNLIT = Light(direction=(0.0, 0.0, 1.0), intensity=0.0, ambient=1.0)
+
+
+def _coloured(mesh: trimesh.Trimesh, rgb: tuple[int, int, int]) -> trimesh.Trimesh:
+    mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.tile([*rgb, 255], (len(mesh.vertices), 1)))
+    return mesh
+
+
+def _alpha_centroid(alpha: np.ndarray) -> np.ndarray:
+    """Pixel-centre convention: pixel (col, row) covers [col, col+1) so its centre is col + 0.5."""
+    w = alpha.astype(np.float64)
+    rows, cols = np.mgrid[: alpha.shape[0], : alpha.shape[1]]
+    return np.array([(w * (cols + 0.5)).sum() / w.sum(), (w * (rows + 0.5)).sum() / w.sum()])
+
+
+def test_one_context_per_process() -> None:
+    assert get_renderer() is get_renderer()
+
+
+@pytest.mark.parametrize("supersample,msaa", [(1, True), (2, True), (2, False)])
+def test_small_sphere_lands_where_project_points_says(supersample: int, msaa: bool) -> None:
+    centre = np.array([0.3, -0.2, 0.25])
+    sphere = _coloured(trimesh.creation.icosphere(subdivisions=3, radius=0.04), (255, 255, 255))
+    sphere.apply_translation(centre)
+    poses = np.concatenate([look_at([1.6, -0.9, 0.8])[None],
+                            sample_reference_cameras(np.random.default_rng(4), 3)])
+    size = 128
+    rgba = render_views(sphere, poses, size, light=UNLIT, supersample=supersample, msaa=msaa).rgba
+    for pose, image in zip(poses, rgba):
+        expected = project_points(centre[None], pose, size)[0]
+        assert image[..., 3].max() == 255
+        np.testing.assert_allclose(_alpha_centroid(image[..., 3]), expected, atol=1.0)
+
+
+def test_rows_are_image_rows_and_camera_above_sees_the_top() -> None:
+    top = _coloured(trimesh.creation.box(extents=(0.8, 0.8, 0.05)), (255, 0, 0))
+    top.apply_translation((0, 0, 0.025))
+    bottom = _coloured(trimesh.creation.box(extents=(0.8, 0.8, 0.05)), (0, 0, 255))
+    bottom.apply_translation((0, 0, -0.025))
+    marker = _coloured(trimesh.creation.icosphere(radius=0.08), (0, 255, 0))
+    marker.apply_translation((0, 0, 0.3))  # above the slab
+    mesh = trimesh.util.concatenate([top, bottom, marker])
+    above = look_at(spherical_to_cartesian(np.radians(10), 0.3, 1.8))
+    below = look_at(spherical_to_cartesian(np.radians(170), 0.3, 1.8))
+    side = look_at(spherical_to_cartesian(np.radians(80), 0.0, 1.8))
+    rgba = render_views(mesh, np.stack([above, below, side]), 64, light=UNLIT).rgba
+    # From above, the red top face fills the view near the centre (around the green marker); blue from below.
+    ring = rgba[0, 20:44, 20:44].reshape(-1, 4)
+    assert (ring[:, 0] > 200).mean() > 0.5 and (ring[:, 2] > 200).mean() < 0.05
+    ring = rgba[1, 20:44, 20:44].reshape(-1, 4)
+    assert (ring[:, 2] > 200).mean() > 0.5 and (ring[:, 0] > 200).mean() < 0.05
+    # From the side, the marker above the slab is in the upper half of the image (row 0 = top).
+    green = (rgba[2, ..., 1] > 200) & (rgba[2, ..., 0] < 50)
+    rows = np.nonzero(green)[0]
+    assert len(rows) > 0 and rows.mean() < 32 - 5
+
+
+@pytest.mark.parametrize("supersample,msaa", [(1, True), (2, False)])
+def test_alpha_is_coverage_with_straight_colour_and_depth(supersample: int, msaa: bool) -> None:
+    sphere = _coloured(trimesh.creation.icosphere(subdivisions=4, radius=0.5), (255, 0, 0))
+    pose = look_at((0.0, -2.0, 0.0))
+    result = render_views(sphere, pose, 64, light=UNLIT, depth=True, supersample=supersample, msaa=msaa)
+    image, depth = result.rgba[0], result.depth[0]
+    alpha = image[..., 3]
+    assert alpha[0, 0] == 0 and alpha[32, 32] == 255
+    edge = (alpha > 20) & (alpha < 235)
+    assert edge.sum() > 20  # anti-aliased silhouette
+    # Straight (un-premultiplied) alpha: partially covered pixels keep the object's colour.
+    assert image[edge, 0].min() >= 230 and image[edge, 1].max() <= 10
+    assert abs(depth[32, 32] - 1.5) < 0.02 and depth[0, 0] == 0.0
+    assert np.all(depth[alpha == 255] > 1.45)
+
+
+def test_lambert_light_brightens_the_lit_side() -> None:
+    sphere = _coloured(trimesh.creation.icosphere(subdivisions=3, radius=0.5), (200, 200, 200))
+    light = Light(direction=(1.0, 0.0, 0.0), intensity=0.6, ambient=0.3)
+    image = render_views(sphere, look_at((0.0, -2.0, 0.0)), 64, light=light).rgba[0].astype(int)
+    # Camera at -Y looking at +Y with +Z up: world +X is image right.
+    assert image[32, 44, 0] > image[32, 20, 0] + 40
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    assert random_light(rng_a) == random_light(rng_b)
+
+
+def test_texture_orientation(tmp_path) -> None:
+    # A square in the XZ plane facing a camera at -Y; texture quadrants must appear where they are drawn.
+    tex = np.zeros((64, 64, 3), np.uint8)
+    tex[:32, :32], tex[:32, 32:], tex[32:, :32], tex[32:, 32:] = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)
+    vertices = np.array([[-0.5, 0, -0.5], [0.5, 0, -0.5], [0.5, 0, 0.5], [-0.5, 0, 0.5]], float)
+    uv = vertices[:, [0, 2]] + 0.5
+    quad = trimesh.Trimesh(vertices, [[0, 1, 2], [0, 2, 3]], process=False,
+                           visual=trimesh.visual.TextureVisuals(uv=uv, image=Image.fromarray(tex)))
+    image = render_views(quad, look_at((0.0, -1.5, 0.0)), 64, light=UNLIT).rgba[0]
+    np.testing.assert_array_equal(image[22, 22, :3], (255, 0, 0))    # top-left
+    np.testing.assert_array_equal(image[22, 42, :3], (0, 255, 0))    # top-right
+    np.testing.assert_array_equal(image[42, 22, :3], (0, 0, 255))    # bottom-left
+    np.testing.assert_array_equal(image[42, 42, :3], (255, 255, 0))  # bottom-right
+
+
+def test_load_mesh_normalises_and_converts_y_up(tmp_path) -> None:
+    tall = trimesh.creation.box(extents=(0.5, 3.0, 1.0))  # tallest along Y
+    tall.apply_translation((2.0, 1.0, 0.0))
+    tall.export(tmp_path / "tall.obj")
+    tall.export(tmp_path / "tall.ply")
+    from_obj = load_mesh(tmp_path / "tall.obj")  # OBJ is Y-up: Y becomes Z
+    np.testing.assert_allclose(from_obj.extents, (0.5 / 3, 1 / 3, 1.0), atol=1e-6)
+    np.testing.assert_allclose(from_obj.bounds.mean(axis=0), 0.0, atol=1e-6)
+    from_ply = load_mesh(tmp_path / "tall.ply")  # PLY is taken as Z-up
+    np.testing.assert_allclose(from_ply.extents, (0.5 / 3, 1.0, 1 / 3), atol=1e-6)
+    with pytest.raises(FileNotFoundError):
+        load_mesh(tmp_path / "missing.obj")
