@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPVisionModelWithProjection
 
 from zero1to3.camera import RelativePose
+from zero1to3.fast import denoise_fn, enable_fast_path
 from zero1to3.model import (CameraProjection, PoseEncoding, build_camera_projection, build_image_encoder,
                             build_scheduler, build_unet, build_vae, clip_preprocess, pose_vector_tensor,
                             preset, timestep_tensor)
@@ -317,6 +318,10 @@ class Zero123Pipeline:
                      input_polar: float | None = None) -> torch.Tensor:
         return pose_vector_tensor(poses, self.device, self.dtype, input_polar, self.pose_encoding)
 
+    def enable_fast_path(self, mode: str | None = "cuda_graph", **options) -> "Zero123Pipeline":
+        """Sampling speed (zero1to3.fast): "cuda_graph" (default on CUDA), "compile", "auto", or None for eager."""
+        return enable_fast_path(self, mode, **options)
+
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def sample_latents(self, cond: Conditioning, pose_vectors: torch.Tensor, *, num_inference_steps: int = 50,
@@ -341,13 +346,15 @@ class Zero123Pipeline:
             latents = torch.randn(shape, generator=generator, dtype=torch.float32)
         x = latents.to(device=self.device, dtype=torch.float32)
         context = self.context(cond, pose_vectors)
+        step_eps = denoise_fn(self, cond, pose_vectors, context, guidance_scale)  # CUDA graph on GPU (fast.py)
         for i, t in enumerate(tqdm(timesteps, desc="sampling", disable=not progress, leave=False)):
             noise = noises[i] if noises is not None else torch.randn(shape, generator=generator, dtype=torch.float32)
-            eps = self.guided_noise(x, t, cond, pose_vectors, guidance_scale, context=context).float()
+            eps = step_eps(x, t)
             if callback is not None:
                 callback(i, int(t), x, eps)
             if isinstance(sched, DDIMScheduler):
-                x = sched.step(eps, t, x, eta=eta, variance_noise=noise.to(x.device)).prev_sample
+                x = sched.step(eps, t, x, eta=eta,  # noise unused at eta 0: skip its blocking host->device copy
+                               variance_noise=noise.to(x.device) if eta > 0 else None).prev_sample
             else:
                 x = sched.step(eps, t, x).prev_sample
         return x

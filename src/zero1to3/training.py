@@ -248,8 +248,10 @@ class Trainer:
             if trained is not None:  # a loaded pipeline arrives frozen
                 trained.requires_grad_(True).train()
         module = TrainModule(unet, projection, encoder)
-        self.ema = EMAModel(module.parameters(), decay=config.ema_decay, foreach=True)
         module = acc.prepare(module)
+        # Built after wrapping, so under FSDP each rank keeps the EMA of its own shards.
+        self.ema = EMAModel([p for p in module.parameters() if p.requires_grad], decay=config.ema_decay, foreach=True)
+        self.fsdp = acc.distributed_type.name == "FSDP"
         groups: dict[str, list] = {"base": [], "projection": []}
         for name, param in module.named_parameters():
             if param.requires_grad:
@@ -291,8 +293,10 @@ class Trainer:
             _atomic_dir(final)
         acc.wait_for_everyone()
         acc.save_state(str(tmp), safe_serialization=True)
+        if self.fsdp or acc.is_main_process:
+            torch.save(self.ema.state_dict(), tmp / self._ema_file())
+        acc.wait_for_everyone()
         if acc.is_main_process:
-            torch.save(self.ema.state_dict(), tmp / "ema.pt")
             (tmp / "trainer_state.json").write_text(json.dumps({"step": self.step}))
             if final.exists():
                 shutil.rmtree(final)
@@ -301,12 +305,15 @@ class Trainer:
         acc.wait_for_everyone()
         return final
 
+    def _ema_file(self) -> str:
+        return f"ema_rank{self.accelerator.process_index}.pt" if self.fsdp else "ema.pt"
+
     def resume(self) -> bool:
         ckpt = latest_checkpoint(self.out)
         if ckpt is None:
             return False
         self.accelerator.load_state(str(ckpt))
-        self.ema.load_state_dict(torch.load(ckpt / "ema.pt", map_location="cpu", weights_only=False))
+        self.ema.load_state_dict(torch.load(ckpt / self._ema_file(), map_location="cpu", weights_only=False))
         self.ema.to(self.accelerator.device)
         self.step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
         if self.accelerator.is_main_process:
@@ -360,7 +367,7 @@ class Trainer:
                 self.optimizer.step()
                 self.lr_scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
-                self.ema.step(acc.unwrap_model(self.module).parameters())
+                self.ema.step([p for p in self.module.parameters() if p.requires_grad])
                 self.step += 1
                 running += loss.detach()
                 seen += 1
@@ -371,6 +378,8 @@ class Trainer:
                     record = {"step": self.step, "loss": mean, "lr": self.lr_scheduler.get_last_lr()[0],
                               "images_per_s": seen * per_rank * acc.num_processes / (now - t_log),
                               "elapsed_s": now - start}
+                    if torch.cuda.is_available():
+                        record["max_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
                     bar.set_postfix(loss=f"{mean:.4f}")
                     if acc.is_main_process:
                         with log_path.open("a") as f:
@@ -379,6 +388,10 @@ class Trainer:
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
                     self.write_samples()
                 out_of_time = cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes
+                if acc.num_processes > 1:  # every rank must stop (and checkpoint) at the same step
+                    flags = acc.gather(torch.tensor([float(self._stop), float(out_of_time)], device=acc.device))
+                    flags = flags.reshape(-1, 2).amax(0)
+                    self._stop, out_of_time = bool(flags[0]), bool(flags[1])
                 if self.step % cfg.checkpoint_every == 0 or self._stop or out_of_time:
                     self.save_checkpoint()
                 if self._stop or out_of_time:
@@ -402,9 +415,11 @@ class Trainer:
 
         from zero1to3.pipeline import Zero123Pipeline
 
+        if self.fsdp:
+            raise NotImplementedError("export under FSDP: resume the run on one GPU (or DDP) and export there")
         module = copy.deepcopy(self.accelerator.unwrap_model(self.module)).float()
         if use_ema:
-            self.ema.copy_to(module.parameters())
+            self.ema.copy_to([p for p in module.parameters() if p.requires_grad])
         encoder = module.image_encoder if module.image_encoder is not None else copy.deepcopy(self.frozen_encoder)
         return Zero123Pipeline(module.unet, copy.deepcopy(self.vae).float(), encoder.float(), module.camera_projection)
 

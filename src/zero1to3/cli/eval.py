@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from zero1to3.cli import CLIError
+from zero1to3.cli.common import add_model_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,9 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = p.add_subparsers(dest="eval_kind", metavar="{nvs,3d}")
 
     nvs = what.add_parser("nvs", help="novel views vs. ground-truth renders, with the input-copy baseline")
-    nvs.add_argument("--model", default="default",
-                     help="diffusers folder, original .ckpt, 'default' (embedded) or 'preset:NAME' (random weights)")
-    nvs.add_argument("--image-encoder", help="CLIP image encoder folder (needed with an original .ckpt)")
+    add_model_arguments(nvs)  # --model (also 'preset:NAME': random weights), --image-encoder, --device, --dtype ...
     nvs.add_argument("--data", required=True, help="render folder: one subfolder per object with NNN.png + NNN.npy")
     nvs.add_argument("--protocol", choices=("random", "orbit16"), default="random",
                      help="random: other rendered views (paper); orbit16: 16 views at elevation 30 deg")
@@ -31,9 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     nvs.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
     nvs.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
     nvs.add_argument("--samples", type=int, default=1, help="samples per target view, scores averaged (default 1)")
+    nvs.add_argument("--scheduler", choices=("ddim", "dpmsolver++"), default="ddim")
+    nvs.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
     nvs.add_argument("--lpips-weights", help="LPIPS backbone weights file (or $ZERO1TO3_LPIPS_WEIGHTS)")
     nvs.add_argument("--fid-weights", help="FID Inception weights file (or $ZERO1TO3_FID_WEIGHTS)")
-    nvs.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     _common(nvs)
 
     d3 = what.add_parser("3d", help="predicted meshes vs. ground-truth meshes")
@@ -56,25 +56,28 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _load_model(spec: str, image_encoder: str | None, device: str | None) -> Any:
-    """A Zero123Pipeline from a CLI model spec (lazy import: the pipeline pulls in diffusers)."""
-    from zero1to3.pipeline import Zero123Pipeline
+def _load_model(args: argparse.Namespace, spec: str | None) -> Any:
+    """The pipeline named by ``spec`` with the other model arguments of ``args`` (lazy: pulls in diffusers)."""
+    if spec is not None and spec.startswith("preset:"):
+        from zero1to3.pipeline import Zero123Pipeline
 
-    if spec.startswith("preset:"):
-        pipe = Zero123Pipeline.from_preset(spec.split(":", 1)[1])
-    elif spec == "default":
-        pipe = Zero123Pipeline.from_pretrained()
-    else:
-        if not Path(spec).exists():
-            raise CLIError(f"model not found: {spec}")
-        pipe = Zero123Pipeline.from_pretrained(spec, image_encoder=image_encoder)
-    import torch
+        try:
+            pipe = Zero123Pipeline.from_preset(spec.split(":", 1)[1], seed=0)  # fixed weights; --seed is for sampling
+        except (KeyError, ValueError) as exc:
+            raise CLIError(f"unknown preset in {spec!r}: {exc}") from None
+        import torch
 
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return pipe.to(dev)
+        return pipe.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from zero1to3.cli.common import load_pipeline
+
+    if spec is not None and not Path(spec).exists():
+        raise CLIError(f"model not found: {spec}")
+    return load_pipeline(argparse.Namespace(**{**vars(args), "model": spec}))
 
 
-def _label(spec: str) -> str:
+def _label(spec: str | None) -> str:
+    if spec is None:
+        return "default"
     return spec.split(":", 1)[1] if spec.startswith("preset:") else Path(spec).name or spec
 
 
@@ -111,11 +114,14 @@ def _run_nvs(args: argparse.Namespace) -> Any:
         _check_positive(name, getattr(args, name[2:]))
     if not Path(args.data).is_dir():
         raise CLIError(f"data folder not found: {args.data}")
+    for spec in (args.model, args.baseline):  # fail before any slow loading
+        if spec is not None and not spec.startswith("preset:") and not Path(spec).exists():
+            raise CLIError(f"model not found: {spec}")
     metrics = ImageMetrics(lpips_weights=args.lpips_weights, fid_weights=args.fid_weights)
     for note in metrics.notices:
         print(f"note: {note}", file=sys.stderr)  # early, before a long run; the table repeats them
-    pipe = _load_model(args.model, args.image_encoder, args.device)
-    baseline = _load_model(args.baseline, args.image_encoder, args.device) if args.baseline else None
+    pipe = _load_model(args, args.model)
+    baseline = _load_model(args, args.baseline) if args.baseline else None
     model_name, baseline_name = _label(args.model), _label(args.baseline) if args.baseline else "baseline"
     if baseline_name in (model_name, INPUT_COPY):
         baseline_name = f"{baseline_name} (baseline)"
@@ -126,7 +132,9 @@ def _run_nvs(args: argparse.Namespace) -> Any:
                         model_name=model_name, num_samples=args.samples, guidance_scale=args.guidance,
                         num_inference_steps=args.steps, out_dir=args.out, metrics=metrics, ci=args.ci,
                         overwrite=args.overwrite, progress=not args.no_progress,
-                        config_extra={"model": args.model, "baseline": args.baseline})
+                        sampler_kwargs={"scheduler": args.scheduler, "eta": args.eta},
+                        config_extra={"model": args.model, "baseline": args.baseline, "no_ema": args.no_ema,
+                                      "dtype": args.dtype})
 
 
 def _run_3d(args: argparse.Namespace) -> Any:

@@ -30,13 +30,13 @@ INPUT_COPY = "input-copy"
 FIGURE_ROWS = 8
 
 
-def _call_kwargs(pipe: Any, task: ViewTask) -> dict[str, Any]:
+def _call_kwargs(pipe: Any, task: ViewTask, sampler_kwargs: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments the pipe accepts beyond the documented ones (evaluation inputs are already framed)."""
     try:
         params = inspect.signature(pipe.__call__).parameters
     except (TypeError, ValueError):
         return {}
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {k: v for k, v in sampler_kwargs.items() if k in params}
     if "preprocess" in params:
         extra["preprocess"] = False  # renders are already centred on white: re-cropping would move the object
     if "input_polar" in params:
@@ -45,14 +45,15 @@ def _call_kwargs(pipe: Any, task: ViewTask) -> dict[str, Any]:
 
 
 def _predict(pipe: Any, task: ViewTask, input_image: np.ndarray, size: int, num_samples: int,
-             guidance_scale: float, num_inference_steps: int, seed: int) -> np.ndarray:
+             guidance_scale: float, num_inference_steps: int, seed: int,
+             sampler_kwargs: dict[str, Any]) -> np.ndarray:
     """uint8 [targets, samples, size, size, 3] predicted by ``pipe`` for the task's target poses."""
     pipe_size = getattr(pipe, "image_size", size)
     image = Image.fromarray(input_image)
     if image.size != (pipe_size, pipe_size):
         image = image.resize((pipe_size, pipe_size), Image.Resampling.LANCZOS)
     out = pipe(image, task.relative_poses, num_samples=num_samples, guidance_scale=guidance_scale,
-               num_inference_steps=num_inference_steps, seed=seed, **_call_kwargs(pipe, task))
+               num_inference_steps=num_inference_steps, seed=seed, **_call_kwargs(pipe, task, sampler_kwargs))
     arr = np.asarray(out.array, dtype=np.uint8)
     expected = (len(task.targets), num_samples)
     if arr.shape[:2] != expected or arr.ndim != 5:
@@ -83,6 +84,7 @@ def evaluate_nvs(pipe: Any, data_dir: str | Path, protocol: str = "random", *, i
                  out_dir: str | Path | None = None, metrics: ImageMetrics | None = None,
                  lpips_weights: str | None = None, fid_weights: str | None = None, ci: str = "t",
                  overwrite: bool = False, progress: bool = True, figure_rows: int = FIGURE_ROWS,
+                 sampler_kwargs: dict[str, Any] | None = None,
                  config_extra: dict[str, Any] | None = None) -> EvalResult:
     """Evaluate ``pipe`` (called as ``pipe(image, poses, num_samples=, guidance_scale=, num_inference_steps=,
     seed=)`` returning ``.array`` uint8 [poses, samples, H, W, 3]) on the objects under ``data_dir``.
@@ -90,7 +92,9 @@ def evaluate_nvs(pipe: Any, data_dir: str | Path, protocol: str = "random", *, i
     Methods: ``model_name`` (``pipe``), ``baseline_name`` (``baseline``, if given) and ``input-copy``
     (the input image as the prediction for every target). With ``out_dir``, results are appended per
     object to ``out_dir/results.jsonl`` and an interrupted run continues where it stopped; predicted images,
-    the summary (``summary.md/.json/.csv``) and ``figure.png`` are written there too.
+    the summary (``summary.md/.json/.csv``) and ``figure.png`` are written there too. ``sampler_kwargs``
+    (e.g. ``scheduler``, ``eta``) go to the pipes that accept them; ``config_extra`` joins the configuration
+    that a resumed run must match.
     """
     from tqdm.auto import tqdm
 
@@ -107,6 +111,7 @@ def evaluate_nvs(pipe: Any, data_dir: str | Path, protocol: str = "random", *, i
               "input_view": None if input_view is None else str(input_view), "targets": num_targets,
               "seed": seed, "samples": num_samples, "guidance": guidance_scale, "steps": num_inference_steps,
               "image_size": size, "methods": methods, "metrics": metrics.per_image_names, "ci": ci,
+              "sampler": sampler_kwargs or {},
               **(config_extra or {})}
     objects = list_objects(data_dir, limit)
     tmp = None
@@ -126,10 +131,10 @@ def evaluate_nvs(pipe: Any, data_dir: str | Path, protocol: str = "random", *, i
             gt = np.stack([obj.image(t, size) for t in task.targets])
             obj_seed = object_seed(seed, obj.name)
             preds = {model_name: _predict(pipe, task, inp, size, num_samples, guidance_scale,
-                                          num_inference_steps, obj_seed)}
+                                          num_inference_steps, obj_seed, sampler_kwargs or {})}
             if baseline is not None:
                 preds[baseline_name] = _predict(baseline, task, inp, size, num_samples, guidance_scale,
-                                                num_inference_steps, obj_seed)
+                                                num_inference_steps, obj_seed, sampler_kwargs or {})
             preds[INPUT_COPY] = np.broadcast_to(inp, (len(task.targets), 1, *inp.shape)).copy()
             record: dict[str, Any] = {"object": obj.name, "input_view": task.input_view, "targets": task.targets,
                                       "relative_poses_deg": [list(p.degrees()) for p in task.relative_poses],

@@ -1,0 +1,172 @@
+"""Issue 4: the sampling benchmark and the fast path (CUDA graphs). CPU tests use the tiny preset at tiny
+sizes; GPU tests (``-m gpu``) compare the captured step with eager and are skipped without CUDA."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from zero1to3.bench import (COLUMNS, build_random_pipeline, count_unet_flops, orbit_poses, solver_agreement,
+                            synthetic_image, unet_steps)
+from zero1to3.fast import fast_mode
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.set_num_threads(2)
+    return build_random_pipeline("tiny", "cpu", seed=0)
+
+
+def _sample(pipe, views: int = 2, steps: int = 3, scheduler: str = "ddim", guidance: float = 3.0) -> np.ndarray:
+    return pipe(synthetic_image(pipe.image_size), orbit_poses(views), num_samples=1, num_inference_steps=steps,
+                scheduler=scheduler, guidance_scale=guidance, seed=0, preprocess=False).array
+
+
+def test_cli_bench_end_to_end(tmp_path, capsys):
+    from zero1to3.cli import main
+
+    out_json, out_md = tmp_path / "b.json", tmp_path / "b.md"
+    code = main(["bench", "--device", "cpu", "--random-weights", "--preset", "tiny", "--views", "1", "--steps", "2",
+                 "--solver-steps", "1", "--repeats", "1", "--include-reference", "--no-quality",
+                 "--json", str(out_json), "--output", str(out_md)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if line.startswith("| path"))
+    assert [c.strip() for c in header.strip("|").split("|")] == list(COLUMNS)
+    assert out_md.read_text() == printed.rstrip("\n") + "\n" or out_md.read_text().strip() == printed.strip()
+    data = json.loads(out_json.read_text())
+    kinds = {(r["path"], r["sampler"]) for r in data["rows"]}
+    assert kinds == {("reference", "ddim"), ("fast", "ddim"), ("fast", "dpmsolver++")}
+    for r in data["rows"]:
+        assert r["seconds"] > 0 and r["views_per_s"] > 0 and r["unet_steps"] >= 1
+        assert r["first_call_s"] > 0 and r["mode"] == "eager"
+    fast = next(r for r in data["rows"] if r["path"] == "fast" and r["sampler"] == "ddim")
+    assert fast["speedup"] > 0
+    assert data["flops_per_view_step"] > 0 and data["ceiling_tflops"] > 0
+    assert data["fidelity"]["max_abs_uint8"] == 0  # on CPU both paths are the same eager fp32 computation
+    assert data["quality"] is None  # --no-quality; solver_agreement has its own test
+
+
+def test_cli_bench_rejects_bad_input(capsys):
+    from zero1to3.cli import main
+
+    assert main(["bench", "--device", "cpu", "--views", "0"]) == 2
+    assert main(["bench", "--device", "cpu", "--variants", "nonsense"]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_flop_count_positive_and_deterministic(pipe):
+    a, b = count_unet_flops(pipe), count_unet_flops(pipe)
+    assert a == b > 0
+    single = count_unet_flops(pipe, guidance=False)
+    assert a == 2 * single  # the guided step is the UNet on a batch of two
+
+
+def test_unet_steps_follow_the_samplers(pipe):
+    assert unet_steps(pipe, "ddim", 50) == 49  # the reference trajectory drops the last timestep
+    assert unet_steps(pipe, "dpmsolver++", 20) == 20
+
+
+def test_fast_path_falls_back_to_eager_exactly_on_cpu(pipe):
+    pipe.enable_fast_path(None)
+    assert fast_mode(pipe) == "eager"
+    eager = _sample(pipe, steps=2)
+    for mode in ("cuda_graph", "auto"):
+        pipe.enable_fast_path(mode)
+        assert fast_mode(pipe) == "eager"
+        np.testing.assert_array_equal(_sample(pipe, steps=2), eager)
+    pipe.enable_fast_path(None)
+
+
+def test_static_buffer_step_equals_guided_noise(pipe):
+    """The graph body (static buffers, timestep fill, [zeros; cond] layout) run eagerly equals guided_noise."""
+    from zero1to3.fast import denoise_fn
+
+    gen = torch.Generator().manual_seed(3)
+    size = pipe.unet.config.sample_size
+    try:
+        pipe.enable_fast_path("static")
+        assert fast_mode(pipe) == "static"
+        for batch, scale in ((2, 3.0), (1, 1.0), (2, 7.5)):  # a second request reuses the cached buffers
+            x = pipe.image_to_tensor(synthetic_image(pipe.image_size, seed=batch)).repeat(batch, 1, 1, 1)
+            cond = pipe.encode_condition(x + 0.1 * torch.randn(x.shape, generator=gen))
+            poses = pipe.pose_vectors(orbit_poses(batch))
+            context = pipe.context(cond, poses)
+            step = denoise_fn(pipe, cond, poses, context, scale)
+            for t in (961, 1)[: 2 if batch == 2 and scale == 3.0 else 1]:
+                x_t = torch.randn(batch, 4, size, size, generator=gen)
+                got = step(x_t, torch.tensor(t))
+                want = pipe.guided_noise(x_t, torch.tensor(t), cond, poses, scale, context=context).float()
+                torch.testing.assert_close(got, want, rtol=0, atol=0)
+    finally:
+        pipe.enable_fast_path(None)
+
+
+def test_solver_agreement_reports_psnr_ssim(pipe):
+    q = solver_agreement(pipe, [synthetic_image(pipe.image_size)], orbit_poses(1), fast_steps=1, ref_steps=2)
+    assert q["images"] == 1 and len(q["psnr"]) == 1
+    assert np.isfinite(q["psnr_mean"]) and 0 < q["ssim_mean"] <= 1
+
+
+# ---------------------------------------------------------------------- GPU (run with -m gpu on the device)
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_graph_matches_eager(dtype):
+    gpu = build_random_pipeline("tiny", "cuda", dtype, seed=0)
+    gpu.enable_fast_path(None)
+    eager = gpu(synthetic_image(gpu.image_size), orbit_poses(3), num_samples=1, num_inference_steps=10, seed=1,
+                preprocess=False, return_latents=True)
+    for options in ({}, {"channels_last": True}, {"fuse_qkv": True}):
+        gpu.enable_fast_path("cuda_graph", **options)
+        assert fast_mode(gpu) == "cuda_graph"
+        fast = gpu(synthetic_image(gpu.image_size), orbit_poses(3), num_samples=1, num_inference_steps=10, seed=1,
+                   preprocess=False, return_latents=True)
+        assert gpu._fast_denoiser._entries, "no graph was captured"
+        assert all(e.graph is not None for e in gpu._fast_denoiser._entries.values())
+        rel = ((fast.latents - eager.latents).norm() / eager.latents.norm()).item()
+        assert rel < (3e-2 if dtype == torch.bfloat16 else 1e-2), (options, rel)
+    gpu.enable_fast_path(None)
+
+
+@pytest.mark.gpu
+@cuda
+def test_cuda_graph_step_matches_eager_step_and_survives_new_requests():
+    gpu = build_random_pipeline("tiny", "cuda", torch.float16, seed=0)
+    gpu.enable_fast_path("cuda_graph")
+    from zero1to3.fast import denoise_fn
+
+    size = gpu.unet.config.sample_size
+    for seed in (0, 1):  # second request: same batch, new conditioning -> buffers reloaded, graph reused
+        gen = torch.Generator(device="cuda").manual_seed(seed)
+        x = torch.randn(2, 3, gpu.image_size, gpu.image_size, device="cuda", generator=gen).clamp(-1, 1)
+        cond = gpu.encode_condition(x)
+        poses = gpu.pose_vectors(orbit_poses(2))
+        context = gpu.context(cond, poses)
+        step = denoise_fn(gpu, cond, poses, context, 3.0)
+        for t in (961, 1):
+            x_t = torch.randn(2, 4, size, size, device="cuda", generator=gen)
+            got = step(x_t, torch.tensor(t))
+            want = gpu.guided_noise(x_t, torch.tensor(t), cond, poses, 3.0, context=context).float()
+            assert torch.isfinite(got).all()
+            assert ((got - want).norm() / want.norm()).item() < 5e-3
+    assert len(gpu._fast_denoiser._entries) == 1
+
+
+@pytest.mark.gpu
+@cuda
+def test_cuda_graph_recaptures_after_dtype_change():
+    gpu = build_random_pipeline("tiny", "cuda", torch.float16, seed=0)
+    gpu.enable_fast_path("cuda_graph")
+    a = _sample(gpu, views=1, steps=4)
+    gpu.to(dtype=torch.float32)
+    b = _sample(gpu, views=1, steps=4)
+    gpu.enable_fast_path(None)
+    c = _sample(gpu, views=1, steps=4)
+    assert np.abs(b.astype(int) - c.astype(int)).mean() < 0.5  # fp32 graph vs fp32 eager
+    assert np.abs(a.astype(int) - c.astype(int)).mean() < 3  # fp16 graph vs fp32 eager
