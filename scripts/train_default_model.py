@@ -52,7 +52,8 @@ def heldout_arrays(work: Path, size: int):
     return load_views_array(work / "heldout", size)
 
 
-def evaluate(pipe, images: np.ndarray, poses: np.ndarray, steps: int, limit: int, chunk: int = 16) -> dict:
+def evaluate(pipe, images: np.ndarray, poses: np.ndarray, steps: int, limit: int, chunk: int = 16,
+             guidance_scale: float = 3.0) -> dict:
     """PSNR/SSIM over the target views of each held-out object (input = view 0), model vs two baselines.
 
     Objects are sampled together (``chunk`` at a time) so a small model is not launch-bound.
@@ -73,7 +74,7 @@ def evaluate(pipe, images: np.ndarray, poses: np.ndarray, steps: int, limit: int
                                      for i in idx]).reshape(-1, 4), device=pipe.device, dtype=pipe.dtype)
         preds = {}
         for name, pose in (("model", vec), ("zero_pose", torch.zeros_like(vec))):
-            lat = pipe.sample_latents(cond, pose, num_inference_steps=steps,
+            lat = pipe.sample_latents(cond, pose, num_inference_steps=steps, guidance_scale=guidance_scale,
                                       generator=torch.Generator().manual_seed(start))
             preds[name] = to_uint8(pipe.decode_latents(lat).float()).reshape(len(idx), views, *images.shape[2:])
         preds["input_copy"] = np.repeat(images[list(idx), :1], views, axis=1)
@@ -123,6 +124,8 @@ def main() -> int:
     parser.add_argument("--eval-steps", type=int, default=50)
     parser.add_argument("--eval-limit", type=int, default=64)
     parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument("--eval-guidance", type=float, nargs="+", default=[3.0],
+                        help="guidance scales to evaluate (the first is the headline number)")
     parser.add_argument("--init-from", default=None, help="continue from an exported model (fresh optimizer)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
@@ -175,8 +178,12 @@ def main() -> int:
                                                dtype=torch.float32)
         h_images, h_poses, _ = heldout_arrays(work, args.resolution)
         t = time.perf_counter()
-        table = evaluate(pipe, h_images, h_poses, args.eval_steps, args.eval_limit)
-        table["_meta"] = {"step": result["step"], "eval_seconds": time.perf_counter() - t,
+        table = evaluate(pipe, h_images, h_poses, args.eval_steps, args.eval_limit,
+                         guidance_scale=args.eval_guidance[0])
+        for scale in args.eval_guidance[1:]:
+            table[f"guidance_{scale:g}"] = evaluate(pipe, h_images, h_poses, args.eval_steps, args.eval_limit,
+                                                    guidance_scale=scale)
+        table["_meta"] = {"guidance": args.eval_guidance[0], "step": result["step"], "eval_seconds": time.perf_counter() - t,
                           "heldout_objects": int(h_images.shape[0]), "eval_steps": args.eval_steps}
         (out / "heldout_eval.json").write_text(json.dumps(table, indent=1))
         log(out, f"held-out eval: {json.dumps(table)}")

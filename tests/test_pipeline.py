@@ -64,6 +64,12 @@ def test_guidance_combines_zero_uncond_branch(pipe):
     with torch.no_grad():
         plain = pipe.guided_noise(x, 500, cond, vec, guidance_scale=1.0)
     torch.testing.assert_close(plain, e_c, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # one timestep per sample (score distillation draws them independently)
+        per_sample = pipe.guided_noise(x, torch.tensor([500, 200]), cond, vec, guidance_scale=3.0)
+        second = pipe.guided_noise(x[1:], 200, type(cond)(
+            cond.clip_embedding[1:], cond.concat_latent[1:]), vec[1:], guidance_scale=3.0)
+    torch.testing.assert_close(per_sample[0], guided[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(per_sample[1], second[0], atol=1e-5, rtol=1e-5)
 
 
 def test_context_is_one_token_and_concat_unscaled(pipe):

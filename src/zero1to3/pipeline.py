@@ -311,7 +311,8 @@ class Zero123Pipeline:
         x_in = torch.cat([x_t, x_t])
         concat = torch.cat([torch.zeros_like(cond.concat_latent), cond.concat_latent])
         ctx = torch.cat([torch.zeros_like(context), context])
-        eps_u, eps_c = self.unet_eps(x_in, timestep_tensor(t, 2 * batch, x_t.device), concat, ctx).chunk(2)
+        t_batch = timestep_tensor(t, batch, x_t.device)  # a scalar or one timestep per sample
+        eps_u, eps_c = self.unet_eps(x_in, torch.cat([t_batch, t_batch]), concat, ctx).chunk(2)
         return eps_u + guidance_scale * (eps_c - eps_u)
 
     def pose_vectors(self, poses: RelativePose | Sequence[RelativePose] | torch.Tensor,

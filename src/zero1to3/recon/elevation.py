@@ -1,11 +1,11 @@
 """Estimate the input view's elevation with the model (SPEC §7: "a good tool estimates it and says so").
 
-Idea: views generated with a *pure azimuth* change (d_polar = 0) do not depend on the elevation we
-assume, but the cameras we attach to them do. The model places them at the input's true elevation, so a
-visual hull carved from the input mask and the generated views' masks is consistent (reprojects onto
-every mask) only when the assumed elevation is right; a wrong one carves away parts some view saw. The
-candidate with the best mean silhouette IoU wins. One batched sampling call, then cheap carving per
-candidate.
+Idea: the views we ask the model for (relative camera changes) do not depend on the elevation we
+assume, but the absolute cameras we attach to them do. The model places them relative to the input's
+true elevation, so a visual hull carved from the input mask and the generated views' masks is consistent
+(reprojects onto every mask) only when the assumed elevation is right; a wrong one carves away parts
+some view saw. The candidate with the best mean silhouette IoU wins. One batched sampling call, then
+cheap carving per candidate. Views from a higher elevation make the score much more sensitive.
 """
 
 from __future__ import annotations
@@ -38,14 +38,17 @@ class ElevationEstimate:
         return out
 
 
-def score_elevations(ref_mask: np.ndarray, view_masks: list[np.ndarray], azimuths_deg: list[float],
+def score_elevations(ref_mask: np.ndarray, view_masks: list[np.ndarray], views: list[tuple[float, float]],
                      candidates: list[float], radius: float, fov_deg: float, resolution: int = 64
                      ) -> dict[float, float]:
-    """Mean silhouette IoU of the hull carved under each candidate elevation (higher = consistent)."""
+    """Mean silhouette IoU of the hull carved under each candidate elevation (higher = consistent).
+
+    ``views``: (elevation change, azimuth) in degrees of each generated view relative to the input.
+    """
     masks = [ref_mask] + list(view_masks)
     scores = {}
     for elev in candidates:
-        cams = [camera_at(elev, az, radius) for az in [0.0] + list(azimuths_deg)]
+        cams = [camera_at(elev, 0.0, radius)] + [camera_at(elev + d_elev, az, radius) for d_elev, az in views]
         hull = visual_hull(masks, cams, fov_deg, resolution)
         scores[float(elev)] = float(np.mean(hull_silhouette_iou(hull, masks, cams, fov_deg))) \
             if hull.any() else 0.0
@@ -54,7 +57,8 @@ def score_elevations(ref_mask: np.ndarray, view_masks: list[np.ndarray], azimuth
 
 def estimate_elevation(pipe: Any, reference: Reference, candidates: list[float], radius: float,
                        fov_deg: float, default_deg: float = 0.0,
-                       azimuths_deg: tuple[float, ...] = (90.0, 180.0, 270.0),
+                       azimuths_deg: tuple[float, ...] = (45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0),
+                       elevation_offsets_deg: tuple[float, ...] = (0.0, 30.0),
                        num_inference_steps: int = 30, guidance_scale: float = 3.0, seed: int = 0,
                        mask_resolution: int = 64, min_margin: float = 0.005) -> ElevationEstimate:
     """Pick the input elevation among ``candidates`` by silhouette consistency of generated views.
@@ -64,10 +68,12 @@ def estimate_elevation(pipe: Any, reference: Reference, candidates: list[float],
     """
     if not callable(pipe):
         raise ValueError("elevation estimation needs a pipeline that can sample views (pipe(image, poses))")
-    poses = [RelativePose.from_degrees(0.0, az, 0.0) for az in azimuths_deg]
+    views = [(d, az) for d in elevation_offsets_deg for az in azimuths_deg]
+    # A higher camera is a negative polar change (polar = 90 deg - elevation).
+    poses = [RelativePose.from_degrees(-d, az, 0.0) for d, az in views]
     out = pipe(reference.image, poses, num_samples=1, guidance_scale=guidance_scale,
                num_inference_steps=num_inference_steps, seed=seed)
-    views = np.asarray(out.array)[:, 0].astype(np.float32) / 255.0        # [V, H, W, 3]
+    images = np.asarray(out.array)[:, 0].astype(np.float32) / 255.0       # [V, H, W, 3]
     from PIL import Image
 
     def small(mask: np.ndarray) -> np.ndarray:
@@ -75,9 +81,8 @@ def estimate_elevation(pipe: Any, reference: Reference, candidates: list[float],
         return np.asarray(img, np.float32) / 255.0
 
     ref_mask = small(reference.mask.detach().cpu().numpy())
-    view_masks = [small(estimate_mask(v).astype(np.float32)) for v in views]
-    scores = score_elevations(ref_mask, view_masks, list(azimuths_deg), list(candidates), radius, fov_deg,
-                              mask_resolution)
+    view_masks = [small(estimate_mask(v).astype(np.float32)) for v in images]
+    scores = score_elevations(ref_mask, view_masks, views, list(candidates), radius, fov_deg, mask_resolution)
     ranked = sorted(scores.items(), key=lambda kv: -kv[1])
     best, best_score = ranked[0]
     spread = best_score - ranked[-1][1]
@@ -88,7 +93,8 @@ def estimate_elevation(pipe: Any, reference: Reference, candidates: list[float],
     else:
         runner = (f"; next best {ranked[1][0]:g} deg ({ranked[1][1]:.3f})" if len(ranked) > 1 else "")
         reason = (f"{best:g} deg: the visual hull of the input and {len(views)} generated views "
-                  f"(azimuth {', '.join(f'{a:g}' for a in azimuths_deg)}) carved at this elevation "
+                  f"(azimuth {', '.join(f'{a:g}' for a in azimuths_deg)}; elevation change "
+                  f"{', '.join(f'{d:+g}' for d in elevation_offsets_deg)}) carved at this elevation "
                   f"reprojects best onto their masks (mean IoU {best_score:.3f}{runner})")
         result = ElevationEstimate(float(best), "silhouette consistency", reason, scores)
     log.info("elevation: %s", result.reason)

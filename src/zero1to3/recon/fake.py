@@ -93,10 +93,10 @@ class OraclePipeline:
     def __init__(self, gt_field: VoxelField, ref_elevation_deg: float, ref_radius: float, fov_deg: float,
                  image_size: int = 32, factor: int = 4) -> None:
         self.gt = gt_field
+        self.device, self.dtype = gt_field.density.device, torch.float32
         self.ref_elevation, self.ref_radius, self.fov = ref_elevation_deg, ref_radius, fov_deg
         self.image_size, self.factor = image_size, factor
         self.scheduler = FakeScheduler()
-        self.device, self.dtype = torch.device("cpu"), torch.float32
 
     def camera_of(self, pose: np.ndarray) -> np.ndarray:
         """Absolute camera of a pose vector [d_polar, sin, cos, d_r] relative to the input camera."""
@@ -115,12 +115,13 @@ class OraclePipeline:
         return torch.cat([pooled, pooled.mean(1, keepdim=True)], 1)
 
     def encode_condition(self, x: torch.Tensor) -> FakeConditioning:
-        return FakeConditioning(torch.zeros(x.shape[0], 1, 8), self.encode_latents(x))
+        return FakeConditioning(torch.zeros(x.shape[0], 1, 8, device=x.device), self.encode_latents(x))
 
     def guided_noise(self, x_t: torch.Tensor, t: torch.Tensor, cond: FakeConditioning,
                      pose_vectors: torch.Tensor, guidance_scale: float) -> torch.Tensor:
         target = self.encode_latents(self.render(pose_vectors.cpu().numpy()))
-        a_t = self.scheduler.alphas_cumprod[t.long().cpu()].view(-1, 1, 1, 1)
+        t = torch.as_tensor(t).long().cpu().reshape(-1)
+        a_t = self.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1).to(x_t.device)
         return (x_t - a_t.sqrt() * target) / (1.0 - a_t).sqrt()
 
     def __call__(self, image, poses, num_samples: int = 1, **_: object) -> FakeOutput:

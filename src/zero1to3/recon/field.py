@@ -223,7 +223,7 @@ class VoxelField(nn.Module):
         batched = w2c.dim() == 3
         if not batched:
             w2c = w2c[None]
-        num_cams, num_pix = w2c.shape[0], resolution * resolution
+        num_cams = w2c.shape[0]
         origins, dirs = camera_rays(w2c, fov_deg, resolution, jitter=jitter, generator=generator)
         origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
         num_rays = origins.shape[0]

@@ -26,9 +26,12 @@ from tqdm.auto import tqdm
 
 from .elevation import ElevationEstimate, estimate_elevation
 from .field import VoxelField
-from .losses import (ReconConfig, near_view_loss, opacity_entropy_loss, reference_losses, sample_timestep,
+from .config import ReconConfig
+from .losses import (near_view_loss, opacity_entropy_loss, reference_losses, sample_timestep,
                      sds_loss, sparsity_loss)
 from .mesh import IsoChoice, export_mesh, extract_mesh
+
+__all__ = ["ReconConfig", "ReconResult", "reconstruct", "render_turntable", "render_views"]
 from .views import Reference, camera_at, jittered_camera, pose_vector, prepare_reference
 
 log = logging.getLogger(__name__)
@@ -114,15 +117,15 @@ def _write_preview(field_: VoxelField, preview_dir: Path, step: int, config: Rec
     Image.fromarray(np.concatenate([ref] + list(views), axis=1)).save(preview_dir / f"step_{step:05d}.png")
 
 
-def _sample_novel(rng: np.random.Generator, config: ReconConfig, elevation: float, batch: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _sample_novel(rng: np.random.Generator, config: ReconConfig, elevation: float, batch: int,
+                  stable: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Random cameras on the sphere of radius ``config.radius`` and their pose vectors."""
     lo, hi = config.novel_elevation_range
     cams, poses = [], []
     for _ in range(batch):
         elev, az = rng.uniform(lo, hi), rng.uniform(0.0, 360.0)
         cams.append(camera_at(elev, az, config.radius))
-        poses.append(pose_vector(elev, az, config.radius, elevation, config.radius, config.stable_pose))
+        poses.append(pose_vector(elev, az, config.radius, elevation, config.radius, stable))
     return np.stack(cams), np.stack(poses)
 
 
@@ -145,7 +148,9 @@ def reconstruct(pipe: Any, image: Any, config: ReconConfig | None = None, *,
     size = int(pipe.image_size)
 
     # --- input view --------------------------------------------------------------------------------
-    reference = prepare_reference(image, size, getattr(pipe, "preprocess", None), device)
+    preprocess = getattr(pipe, "preprocess", None) if config.preprocess else None
+    reference = prepare_reference(image, size, preprocess, device)
+    stable = config.stable_pose or getattr(pipe, "pose_encoding", "zero123") == "stable-zero123"
     with torch.no_grad():
         cond = pipe.encode_condition((reference.rgb[None] * 2.0 - 1.0).to(pipe.dtype))
     elevation_est = None
@@ -192,7 +197,7 @@ def reconstruct(pipe: Any, image: Any, config: ReconConfig | None = None, *,
                                                          generator=gen).rgb, reference.rgb)
         timestep = None
         if config.w_sds > 0 or config.w_sparsity > 0 or config.w_opacity > 0:
-            cams, poses = _sample_novel(rng, config, elevation, config.batch_size)
+            cams, poses = _sample_novel(rng, config, elevation, config.batch_size, stable)
             out = field_.render(cams, config.fov_deg, res, jitter=True, generator=gen)
             if config.w_sds > 0:
                 timestep = sample_timestep(step, config, num_train, gen)
@@ -210,8 +215,8 @@ def reconstruct(pipe: Any, image: Any, config: ReconConfig | None = None, *,
         optimizer.step()
 
         if step % 10 == 0 or step == config.steps - 1:
-            record = {name: float(value) for name, value in terms.items()}
-            record.update(step=step, total=float(total), grid=field_.resolution, render=res)
+            record = {name: float(value.detach()) for name, value in terms.items()}
+            record.update(step=step, total=float(total.detach()), grid=field_.resolution, render=res)
             if timestep is not None:
                 record["t"] = timestep
             if not all(math.isfinite(v) for v in record.values()):
@@ -242,6 +247,7 @@ def reconstruct(pipe: Any, image: Any, config: ReconConfig | None = None, *,
         "elevation_estimate": elevation_est.as_dict() if elevation_est else None,
         "iso": {"level": iso.level, "method": iso.method, "score": iso.score},
         "mask_source": reference.mask_source,
+        "pose_encoding": "stable-zero123" if stable else "zero123",
         "image_size": size,
         "device": str(device),
         "dtype": str(pipe.dtype),

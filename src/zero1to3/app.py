@@ -1,0 +1,578 @@
+"""Gradio web demo: one photo -> new views at any camera, an orbit GIF, and a 3D mesh.
+
+Pure helpers (presets, camera geometry and its plotly figure, job cancellation, sampling with a
+per-step hook) live at module level so they can be unit-tested without a browser; :func:`build_app`
+wires them into a ``gr.Blocks`` page and :func:`launch` serves it. Gradio and plotly are imported
+lazily: ``import zero1to3.app`` stays cheap and the CLI can say which extra is missing.
+"""
+
+import atexit
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from zero1to3.camera import REFERENCE_FOV_DEG, RelativePose, look_at, spherical_to_cartesian
+from zero1to3.preprocess import DEFAULT_FOREGROUND_RATIO, ImageInputError, PreprocessConfig, preprocess_image
+
+if TYPE_CHECKING:  # pragma: no cover
+    import gradio as gr
+    import plotly.graph_objects as go
+
+    from zero1to3.pipeline import Zero123Pipeline
+
+#: Bundled example inputs (CC0, rendered by the project; see assets/examples/LICENSE).
+EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
+#: Slider ranges, in the units of :meth:`RelativePose.from_degrees` (degrees, degrees, world units).
+POLAR_RANGE = (-90.0, 90.0)
+AZIMUTH_RANGE = (-180.0, 180.0)
+RADIUS_RANGE = (-0.5, 0.5)
+#: Preset camera changes (polar, azimuth, radius). +azimuth turns the camera to its right, +polar moves it down.
+PRESETS: dict[str, tuple[float, float, float]] = {
+    "left": (0.0, -90.0, 0.0),
+    "right": (0.0, 90.0, 0.0),
+    "above": (-90.0, 0.0, 0.0),
+    "below": (90.0, 0.0, 0.0),
+    "behind": (0.0, 180.0, 0.0),
+}
+PRESET_NAMES = (*PRESETS, "random")
+#: Distance of the input camera in the 3D view (middle of the training renders' 1.5-2.2 range).
+BASE_RADIUS = 1.9
+#: Generated images smaller than this are enlarged (Lanczos) for display only.
+DISPLAY_SIZE = 256
+MAX_SAMPLES = 8
+ORBIT_VIEWS = 8
+SCHEDULER_CHOICES = ("ddim", "dpmsolver++")
+
+
+class JobCancelled(Exception):
+    """Raised inside a running job when its session pressed Stop."""
+
+
+# ----------------------------------------------------------------------------------------------- presets
+def preset_pose(name: str, rng: np.random.Generator | None = None) -> tuple[float, float, float]:
+    """Slider values of a preset button; ``random`` draws uniformly within the slider ranges."""
+    key = name.strip().lower()
+    if key == "random":
+        rng = rng if rng is not None else np.random.default_rng()
+        return (float(round(rng.uniform(*POLAR_RANGE))), float(round(rng.uniform(*AZIMUTH_RANGE))),
+                float(round(rng.uniform(*RADIUS_RANGE), 2)))
+    if key not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESET_NAMES)}")
+    return PRESETS[key]
+
+
+def clamp_pose(polar: float, azimuth: float, radius: float) -> tuple[float, float, float]:
+    """Slider values brought into range (a typed-in number can exceed the slider); NaN is an error."""
+    values = []
+    for name, value, (lo, hi) in (("polar", polar, POLAR_RANGE), ("azimuth", azimuth, AZIMUTH_RANGE),
+                                  ("radius", radius, RADIUS_RANGE)):
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
+        values.append(min(max(value, lo), hi))
+    return values[0], values[1], values[2]
+
+
+def example_images() -> list[Path]:
+    """The bundled example images, sorted by name."""
+    return sorted(EXAMPLES_DIR.glob("*.png"))
+
+
+# ----------------------------------------------------------------------------------------------- geometry
+def camera_centers(polar: float, azimuth: float, radius: float, input_elevation: float = 0.0,
+                   base_radius: float = BASE_RADIUS) -> tuple[np.ndarray, np.ndarray]:
+    """World positions of the input camera (azimuth 0) and of the target after the slider change.
+
+    Polar is measured from +Z, so the input sits at polar 90 - elevation and a positive polar change moves
+    the target down; the target's polar is clipped to [0, 180] degrees (past a pole it would flip).
+    """
+    polar, azimuth, radius = clamp_pose(polar, azimuth, radius)
+    input_polar = 90.0 - input_elevation
+    target_polar = min(max(input_polar + polar, 0.0), 180.0)
+    inp = spherical_to_cartesian(math.radians(input_polar), 0.0, base_radius)
+    tgt = spherical_to_cartesian(math.radians(target_polar), math.radians(azimuth), base_radius + radius)
+    return np.asarray(inp), np.asarray(tgt)
+
+
+def frustum_segments(position: np.ndarray, scale: float = 0.45,
+                     fov_deg: float = REFERENCE_FOV_DEG) -> np.ndarray:
+    """Line segments [S, 2, 3] of a camera frustum looking at the origin (+Z up), plus an up tick."""
+    rt = look_at(position)
+    right, up, back = rt[0, :3], rt[1, :3], rt[2, :3]
+    half = math.tan(math.radians(fov_deg) / 2.0)
+    centre = np.asarray(position, np.float64)
+    corners = [centre + scale * (-back + half * (sx * right + sy * up))
+               for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
+    segments = [(centre, c) for c in corners]
+    segments += [(corners[i], corners[(i + 1) % 4]) for i in range(4)]
+    top = centre + scale * (-back + half * 1.6 * up)  # a tick above the image: which way is up
+    segments += [(corners[2], top), (top, corners[3])]
+    return np.asarray(segments)
+
+
+def _lines(segments: np.ndarray) -> tuple[list[float | None], list[float | None], list[float | None]]:
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    zs: list[float | None] = []
+    for a, b in segments:
+        xs += [float(a[0]), float(b[0]), None]
+        ys += [float(a[1]), float(b[1]), None]
+        zs += [float(a[2]), float(b[2]), None]
+    return xs, ys, zs
+
+
+def _box_mesh(half: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    corners = np.array([[x, y, z] for x in (-half, half) for y in (-half, half) for z in (-half, half)])
+    faces = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
+                      [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
+    return corners, faces
+
+
+def camera_figure(polar: float, azimuth: float, radius: float, input_elevation: float = 0.0) -> "go.Figure":
+    """Interactive 3D view: the object's unit box, the input camera (blue) and the target camera (red).
+
+    ``uirevision`` keeps the user's own rotation of the view when the sliders redraw it.
+    """
+    import plotly.graph_objects as go
+
+    inp, tgt = camera_centers(polar, azimuth, radius, input_elevation)
+    corners, faces = _box_mesh()
+    fig = go.Figure()
+    fig.add_trace(go.Mesh3d(x=corners[:, 0], y=corners[:, 1], z=corners[:, 2], i=faces[:, 0], j=faces[:, 1],
+                            k=faces[:, 2], color="#b0b0b0", opacity=0.55, name="object", hoverinfo="name",
+                            flatshading=True))
+    for label, pos, colour in (("input", inp, "#1f77b4"), ("target", tgt, "#d62728")):
+        xs, ys, zs = _lines(frustum_segments(pos))
+        fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", line=dict(color=colour, width=5),
+                                   name=f"{label} camera", hoverinfo="name"))
+        fig.add_trace(go.Scatter3d(x=[pos[0]], y=[pos[1]], z=[pos[2]], mode="markers+text", text=[label],
+                                   textposition="top center", marker=dict(size=4, color=colour),
+                                   showlegend=False, hoverinfo="text"))
+    # The path the camera travels: azimuth first (on the input's circle), then polar, then radius.
+    steps = np.linspace(0.0, 1.0, 32)
+    in_polar = 90.0 - input_elevation
+    p, a, r = clamp_pose(polar, azimuth, radius)
+    path = np.array([spherical_to_cartesian(math.radians(min(max(in_polar + s * p, 0.0), 180.0)),
+                                            math.radians(s * a), BASE_RADIUS + s * r) for s in steps])
+    fig.add_trace(go.Scatter3d(x=path[:, 0], y=path[:, 1], z=path[:, 2], mode="lines",
+                               line=dict(color="#d62728", width=2, dash="dash"), name="camera move",
+                               hoverinfo="name"))
+    span = [-2.5, 2.5]
+    fig.update_layout(
+        scene=dict(xaxis=dict(range=span, title="x"), yaxis=dict(range=span, title="y"),
+                   zaxis=dict(range=span, title="z (up)"), aspectmode="cube",
+                   camera=dict(eye=dict(x=1.0, y=-0.85, z=0.55))),
+        margin=dict(l=0, r=0, t=28, b=0), height=400, uirevision="keep",
+        legend=dict(orientation="h", y=1.02, x=0.0), title=dict(
+            text=f"polar {p:+.0f}°, azimuth {a:+.0f}°, radius {r:+.2f}", x=0.5, font=dict(size=13)))
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------- jobs
+class JobRegistry:
+    """One cancel flag per browser session, so Stop reaches the job that session started."""
+
+    def __init__(self) -> None:
+        self._flags: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session: str) -> threading.Event:
+        with self._lock:
+            flag = self._flags[session] = threading.Event()
+        return flag
+
+    def cancel(self, session: str) -> bool:
+        """Flag the session's running job; False if it has none."""
+        with self._lock:
+            flag = self._flags.get(session)
+        if flag is None or flag.is_set():
+            return False
+        flag.set()
+        return True
+
+    def finish(self, session: str, flag: threading.Event) -> None:
+        with self._lock:
+            if self._flags.get(session) is flag:
+                del self._flags[session]
+
+
+def _check(flag: threading.Event | None) -> None:
+    if flag is not None and flag.is_set():
+        raise JobCancelled("job cancelled")
+
+
+# ----------------------------------------------------------------------------------------------- model work
+def preprocess_preview(image: Any, foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
+                       size: int = DISPLAY_SIZE) -> Image.Image:
+    """What the model will see: the object cropped, scaled to ``foreground_ratio`` and put on white.
+
+    Raises :class:`ImageInputError` for an unreadable image or one with no object.
+    """
+    if image is None:
+        raise ImageInputError("no image: upload one or pick an example")
+    return preprocess_image(image, PreprocessConfig(size=size, foreground_ratio=float(foreground_ratio)))
+
+
+def sampler_steps(num_inference_steps: int, scheduler: str) -> int:
+    """UNet evaluations a request runs (DDIM on the reference trajectory runs N-1 of N requested)."""
+    if scheduler == "ddim":
+        return max(num_inference_steps - 1, 1)
+    return num_inference_steps
+
+
+def sample_views(pipe: "Zero123Pipeline", image: Any, poses: Sequence[RelativePose], *, num_samples: int = 4,
+                 guidance_scale: float = 3.0, num_inference_steps: int = 50, scheduler: str = "ddim",
+                 seed: int = 0, foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
+                 on_step: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Same result as ``pipe(image, poses, ...)`` (uint8 [P, S, H, W, 3]) but with a per-step hook.
+
+    The hook reports progress and may raise (e.g. :class:`JobCancelled`) to stop a job mid-sampling,
+    which ``pipe.__call__`` has no way to do.
+    """
+    import torch
+
+    from zero1to3.pipeline import to_uint8
+
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if num_inference_steps < 1:
+        raise ValueError(f"steps must be >= 1, got {num_inference_steps}")
+    poses = list(poses)
+    total = sampler_steps(num_inference_steps, scheduler)
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(int(seed))
+        pil = pipe.prepare_input(image, True, foreground_ratio)
+        cond = pipe.encode_condition(pipe.image_to_tensor(pil))
+        vectors = pipe.pose_vectors(poses).repeat_interleave(num_samples, 0)
+        callback = (lambda i, t, x, eps: on_step(i + 1, total)) if on_step is not None else None
+        latents = pipe.sample_latents(cond.repeat(vectors.shape[0]), vectors, eta=0.0,
+                                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                      scheduler=scheduler, generator=generator, callback=callback)
+        images = to_uint8(pipe.decode_latents(latents).float())
+    return images.reshape(len(poses), num_samples, *images.shape[1:])
+
+
+def for_display(array: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
+    """uint8 HxWx3 -> PIL, enlarged to ``size`` if smaller (the tiny model makes 64 px views)."""
+    img = Image.fromarray(array)
+    if img.width < size:
+        img = img.resize((size, size), Image.Resampling.LANCZOS)
+    return img
+
+
+def orbit_poses(polar: float, radius: float, views: int = ORBIT_VIEWS) -> list[RelativePose]:
+    """A full turn in azimuth at the current polar and radius change (a turntable of the object)."""
+    polar, _, radius = clamp_pose(polar, 0.0, radius)
+    return [RelativePose.from_degrees(polar, 360.0 * i / views, radius) for i in range(views)]
+
+
+def write_gif(frames: Sequence[np.ndarray], path: Path, fps: float = 4.0) -> Path:
+    import imageio.v2 as imageio
+
+    imageio.mimsave(path, [np.asarray(for_display(f)) for f in frames], duration=1.0 / fps, loop=0)
+    return path
+
+
+#: 3D quality presets: ReconConfig overrides. "fast" keeps a CPU run to a few minutes (coarse grid,
+#: small renders, 2 views per step); "full" is the documented recipe (docs/recon.md), meant for a GPU.
+RECON_QUALITY: dict[str, dict[str, Any]] = {
+    "fast (CPU preview)": dict(batch_size=2, grid_resolutions=(32, 48), render_resolutions=(32, 48),
+                               milestones=(0.0, 0.5)),
+    "full (recipe, GPU)": {},
+}
+
+
+def recon_config(quality: str, steps: int, elevation: float, seed: int) -> Any:
+    """The ReconConfig of the 3D tab's controls (raises ValueError for bad values)."""
+    from zero1to3.recon.config import ReconConfig
+
+    if quality not in RECON_QUALITY:
+        raise ValueError(f"unknown quality {quality!r}; expected one of {', '.join(RECON_QUALITY)}")
+    return ReconConfig(steps=max(int(steps), 1), elevation_deg=float(elevation), seed=int(seed),
+                       **RECON_QUALITY[quality])
+
+
+def recon_status() -> tuple[bool, str]:
+    """Whether image->3D can run in this install, and why not (shown in the 3D tab)."""
+    try:
+        from zero1to3.recon.config import ReconConfig  # noqa: F401
+        from zero1to3.recon.reconstruct import reconstruct  # noqa: F401
+    except Exception as exc:  # an unfinished or broken recon module must not take the demo down
+        return False, f"3D reconstruction is not available in this install ({type(exc).__name__}: {exc})."
+    return True, ""
+
+
+# ----------------------------------------------------------------------------------------------- app
+@dataclass
+class DemoInfo:
+    """What the page says about the model it runs."""
+
+    model_name: str = "embedded default model"
+    warning: str | None = None  # e.g. random weights: shown as a banner at the top
+    default_steps: int = 50
+
+
+_CSS = """
+#model-warning {border: 2px solid #d97706; border-radius: 8px; padding: 4px 12px; background: #fffbeb;}
+#preset-row button {min-width: 0;}
+"""
+
+
+def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Blocks":
+    """The demo page for ``pipe``. Model jobs share one queue slot (the CPU has no room for two)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+
+    info = info or DemoInfo()
+    jobs = JobRegistry()
+    workdir = Path(tempfile.mkdtemp(prefix="zero1to3-demo-"))
+    examples = [str(p) for p in example_images()]
+    recon_ok, recon_why = recon_status()
+
+    def session_of(request: gr.Request | None) -> str:
+        return getattr(request, "session_hash", None) or "local"
+
+    def user_error(exc: Exception) -> gr.Error:
+        return gr.Error(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+
+    # --- callbacks -----------------------------------------------------------------------------
+    def on_preview(image: str | None, ratio: float):
+        if image is None:
+            return None
+        try:
+            return preprocess_preview(image, ratio)
+        except ImageInputError as exc:
+            raise user_error(exc) from None
+
+    def on_plot(polar: float, azimuth: float, radius: float):
+        try:
+            return camera_figure(polar, azimuth, radius)
+        except ValueError as exc:
+            raise user_error(exc) from None
+
+    def on_preset(name: str) -> Callable[[], tuple[float, float, float]]:
+        return lambda: preset_pose(name)
+
+    def run_job(request: gr.Request | None, progress: gr.Progress, desc: str,
+                work: Callable[[Callable[[int, int], None]], Any]) -> Any:
+        session = session_of(request)
+        flag = jobs.start(session)
+
+        def on_step(done: int, total: int) -> None:
+            _check(flag)
+            progress((done, total), desc=desc)
+
+        try:
+            return work(on_step)
+        except JobCancelled:
+            gr.Warning("Job cancelled.")
+            return None
+        except ImageInputError as exc:
+            raise user_error(exc) from None
+        finally:
+            jobs.finish(session, flag)
+
+    def sampling_args(guidance: float, steps: float, scheduler: str, seed: float, ratio: float) -> dict:
+        if not math.isfinite(float(guidance)):
+            raise gr.Error("Guidance scale must be a finite number.")
+        if scheduler not in SCHEDULER_CHOICES:
+            raise gr.Error(f"Unknown scheduler {scheduler!r}.")
+        return dict(guidance_scale=float(guidance), num_inference_steps=max(int(steps), 1), scheduler=scheduler,
+                    seed=int(seed or 0), foreground_ratio=float(ratio))
+
+    def on_generate(image: str | None, ratio: float, polar: float, azimuth: float, radius: float,
+                    samples: float, guidance: float, steps: float, scheduler: str, seed: float,
+                    request: gr.Request, progress: gr.Progress = gr.Progress()):
+        if image is None:
+            raise gr.Error("Upload an image or pick an example first.")
+        try:
+            pose = RelativePose.from_degrees(*clamp_pose(polar, azimuth, radius))
+        except ValueError as exc:
+            raise user_error(exc) from None
+        n = min(max(int(samples), 1), MAX_SAMPLES)
+        kwargs = sampling_args(guidance, steps, scheduler, seed, ratio)
+        start = time.perf_counter()
+        array = run_job(request, progress, "sampling",
+                        lambda hook: sample_views(pipe, image, [pose], num_samples=n, on_step=hook, **kwargs))
+        if array is None:
+            return gr.update(), gr.update()
+        p, a, r = pose.degrees()
+        gallery = [(for_display(s), f"sample {i + 1} (seed {kwargs['seed']})") for i, s in enumerate(array[0])]
+        status = (f"{n} view(s) at polar {polar:+.0f}°, azimuth {azimuth:+.0f}°, radius {radius:+.2f} "
+                  f"in {time.perf_counter() - start:.1f} s")
+        return gallery, status
+
+    def on_orbit(image: str | None, ratio: float, polar: float, radius: float, guidance: float, steps: float,
+                 scheduler: str, seed: float, request: gr.Request, progress: gr.Progress = gr.Progress()):
+        if image is None:
+            raise gr.Error("Upload an image or pick an example first.")
+        kwargs = sampling_args(guidance, steps, scheduler, seed, ratio)
+        try:
+            poses = orbit_poses(polar, radius)
+        except ValueError as exc:
+            raise user_error(exc) from None
+        array = run_job(request, progress, "orbit",
+                        lambda hook: sample_views(pipe, image, poses, num_samples=1, on_step=hook, **kwargs))
+        if array is None:
+            return gr.update()
+        out = Path(tempfile.mkdtemp(dir=workdir)) / "orbit.gif"
+        return str(write_gif(list(array[:, 0]), out))
+
+    def on_recon(image: str | None, ratio: float, quality: str, steps: float, elevation: float, seed: float,
+                 request: gr.Request, progress: gr.Progress = gr.Progress()):
+        if not recon_ok:
+            raise gr.Error(recon_why)
+        if image is None:
+            raise gr.Error("Upload an image or pick an example first.")
+        from zero1to3.recon.reconstruct import reconstruct
+
+        try:
+            config = recon_config(quality, int(steps), float(elevation), int(seed or 0))
+            crop = preprocess_preview(image, ratio, size=pipe.image_size)
+        except (ValueError, ImageInputError) as exc:
+            raise user_error(exc) from None
+        total = config.steps
+
+        def work(hook: Callable[[int, int], None]) -> Any:
+            hook(0, total)
+            result = reconstruct(pipe, crop, config, progress=False,
+                                 callback=lambda step, record: hook(step + 1, total))
+            out = Path(tempfile.mkdtemp(dir=workdir))
+            paths = result.save(out, mesh_format="glb", turntable=False)
+            return result, paths["mesh"]
+
+        start = time.perf_counter()
+        try:
+            done = run_job(request, progress, "reconstructing", work)
+        except ValueError as exc:  # EmptyMeshError and bad settings: a message, not a trace
+            raise gr.Error(f"No mesh: {exc}") from None
+        if done is None:
+            return gr.update(), gr.update(), "Cancelled."
+        result, mesh_path = done
+        note = (f"{len(result.mesh.vertices)} vertices, {len(result.mesh.faces)} faces "
+                f"in {time.perf_counter() - start:.0f} s ({config.steps} steps).")
+        return str(mesh_path), str(mesh_path), note
+
+    def on_stop(request: gr.Request) -> None:
+        if not jobs.cancel(session_of(request)):
+            gr.Info("Nothing is running.")
+
+    # --- layout --------------------------------------------------------------------------------
+    atexit.register(shutil.rmtree, workdir, True)
+    extra = {} if _launch_takes_css() else {"css": _CSS}
+    with gr.Blocks(title="Zero-1-to-3 demo", **extra) as demo:
+        gr.Markdown("# Zero-1-to-3: new views of an object from one photo\n"
+                    f"Model: **{info.model_name}**. Upload a photo of one object (on a plain light "
+                    "background, or with transparency), move the camera, and generate.")
+        if info.warning:
+            gr.Markdown(f"⚠️ {info.warning}", elem_id="model-warning")
+        with gr.Tabs():
+            with gr.Tab("Novel views", id="nvs"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        image = gr.Image(type="filepath", label="Input image", sources=["upload", "clipboard"],
+                                         image_mode=None, height=256, elem_id="input-image")
+                        if examples:
+                            gr.Examples(examples, inputs=[image], label="Examples (CC0, rendered by the project)")
+                        preview = gr.Image(type="pil", label="Preprocessed input (what the model sees)",
+                                           interactive=False, height=256, elem_id="preview-image")
+                        ratio = gr.Slider(0.3, 1.0, value=DEFAULT_FOREGROUND_RATIO, step=0.01,
+                                          label="Foreground size (share of the frame)", elem_id="fg-slider")
+                    with gr.Column(scale=1):
+                        polar = gr.Slider(*POLAR_RANGE, value=0.0, step=1, elem_id="polar-slider",
+                                          label="Polar change (°, + moves the camera down)")
+                        azimuth = gr.Slider(*AZIMUTH_RANGE, value=90.0, step=1, elem_id="azimuth-slider",
+                                            label="Azimuth change (°, + turns the camera to its right)")
+                        radius = gr.Slider(*RADIUS_RANGE, value=0.0, step=0.01, elem_id="radius-slider",
+                                           label="Radius change (+ moves the camera away)")
+                        with gr.Row(elem_id="preset-row"):
+                            preset_buttons = {name: gr.Button(name.capitalize(), size="sm",
+                                                              elem_id=f"preset-{name}") for name in PRESET_NAMES}
+                        plot = gr.Plot(value=camera_figure(0.0, 90.0, 0.0), label="Cameras", elem_id="camera-plot")
+                    with gr.Column(scale=1):
+                        samples = gr.Slider(1, MAX_SAMPLES, value=4, step=1, label="Number of samples",
+                                            elem_id="samples-slider")
+                        with gr.Accordion("Advanced", open=False):
+                            guidance = gr.Slider(1.0, 10.0, value=3.0, step=0.5, label="Guidance scale")
+                            steps = gr.Slider(2, 200, value=info.default_steps, step=1, label="Sampler steps")
+                            scheduler = gr.Radio(list(SCHEDULER_CHOICES), value="ddim", label="Scheduler")
+                            seed = gr.Number(value=0, precision=0, label="Seed")
+                        with gr.Row():
+                            generate = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                            stop = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+                        status = gr.Markdown("", elem_id="status")
+                        gallery = gr.Gallery(label="Generated views", columns=2, height=420, object_fit="contain",
+                                             elem_id="gallery")
+                        orbit_btn = gr.Button("Orbit animation (GIF)", elem_id="orbit-btn")
+                        orbit_gif = gr.Image(type="filepath", label="Orbit", interactive=False,
+                                             elem_id="orbit-gif")
+            with gr.Tab("3D", id="recon"):
+                if recon_ok:
+                    gr.Markdown("Optimise a 3D field through the model (score distillation), then extract a "
+                                "mesh. On a CPU use the fast quality: 60 steps take about 1.5-3 minutes.")
+                else:
+                    gr.Markdown(f"⚠️ {recon_why}", elem_id="recon-unavailable")
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        on_gpu = str(pipe.device).startswith("cuda")
+                        quality = gr.Radio(list(RECON_QUALITY), value=list(RECON_QUALITY)[1 if on_gpu else 0],
+                                           label="Quality", interactive=recon_ok)
+                        recon_steps = gr.Slider(10, 1000, value=600 if on_gpu else 60, step=10,
+                                                label="Optimisation steps", interactive=recon_ok,
+                                                elem_id="recon-steps")
+                        recon_elev = gr.Slider(-30, 60, value=0, step=1, label="Input view elevation (°)",
+                                               interactive=recon_ok)
+                        with gr.Row():
+                            recon_btn = gr.Button("Reconstruct 3D", variant="primary", interactive=recon_ok,
+                                                  elem_id="recon-btn")
+                            recon_stop = gr.Button("Stop", variant="stop", elem_id="recon-stop-btn")
+                        recon_note = gr.Markdown("", elem_id="recon-note")
+                    with gr.Column(scale=2):
+                        model3d = gr.Model3D(label="Mesh", height=420, elem_id="mesh-view")
+                        mesh_file = gr.File(label="Download mesh (.glb)", elem_id="mesh-file")
+
+        # --- events ----------------------------------------------------------------------------
+        cheap = dict(concurrency_limit=None, show_progress="hidden")
+        image.change(on_preview, [image, ratio], preview, **cheap)
+        ratio.release(on_preview, [image, ratio], preview, **cheap)
+        for slider in (polar, azimuth, radius):
+            slider.change(on_plot, [polar, azimuth, radius], plot, trigger_mode="always_last", **cheap)
+        for name, button in preset_buttons.items():
+            button.click(on_preset(name), None, [polar, azimuth, radius], **cheap)
+        model = dict(concurrency_limit=1, concurrency_id="model")
+        generate.click(on_generate, [image, ratio, polar, azimuth, radius, samples, guidance, steps, scheduler, seed],
+                       [gallery, status], **model)
+        orbit_btn.click(on_orbit, [image, ratio, polar, radius, guidance, steps, scheduler, seed], orbit_gif, **model)
+        recon_btn.click(on_recon, [image, ratio, quality, recon_steps, recon_elev, seed], [model3d, mesh_file, recon_note],
+                        **model)
+        for button in (stop, recon_stop):
+            button.click(on_stop, None, None, concurrency_limit=None, show_progress="hidden", queue=False)
+    demo.zero1to3_workdir = workdir  # type: ignore[attr-defined]
+    return demo
+
+
+def launch(demo: "gr.Blocks", host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
+           block: bool = True) -> Any:
+    """Serve the page; ``block=False`` returns at once (tests). Model jobs queue one at a time."""
+    demo.queue(default_concurrency_limit=1, max_size=32)
+    extra = {"css": _CSS} if _launch_takes_css() else {}
+    return demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
+                       show_error=True, quiet=not block, **extra)
+
+
+def _launch_takes_css() -> bool:
+    """Gradio 6 moved ``css`` from ``Blocks()`` to ``launch()``; older versions take it in Blocks only."""
+    import inspect
+
+    import gradio as gr
+
+    return "css" in inspect.signature(gr.Blocks.launch).parameters

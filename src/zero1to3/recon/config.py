@@ -1,0 +1,84 @@
+"""Settings of image-to-3D (torch-free, so the CLI can build its flags without importing torch)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from ..camera import REFERENCE_FOV_DEG
+
+
+@dataclass
+class ReconConfig:
+    """Every knob of :func:`zero1to3.recon.reconstruct`, with its default and why.
+
+    Loss weights follow the most used public SDS recipe for Zero-1-to-3 (SPEC §7) where it has the same
+    term (score 0.1 with a sum-reduced SDS loss, reference RGB 500 and mask 50 as means, sparsity and
+    opacity 0.1); near-view and density-TV weights are ours. A weight of 0 switches a term off.
+    """
+
+    # --- schedule -------------------------------------------------------------------------------
+    steps: int = 600                     #: optimisation steps (SPEC §7: 600)
+    batch_size: int = 4                  #: novel views per score-distillation step
+    lr: float = 0.05                     #: Adam learning rate of the raw grid values (dense grid: >0.01)
+    seed: int = 0
+    grid_resolutions: tuple[int, ...] = (64, 96, 128)     #: coarse-to-fine grid sizes ...
+    render_resolutions: tuple[int, ...] = (64, 96, 128)   #: ... and render sizes ...
+    milestones: tuple[float, ...] = (0.0, 0.3, 0.6)       #: ... from these fractions of the steps
+    occupancy_every: int = 16            #: steps between occupancy-grid (empty-space) refreshes
+    # --- cameras (SPEC §4/§7) ---------------------------------------------------------------------
+    elevation_deg: float = 0.0           #: elevation of the input view (used unless estimated)
+    estimate_elevation: bool = False     #: score candidate elevations with the model instead
+    elevation_candidates: tuple[float, ...] = (-20.0, -10.0, 0.0, 10.0, 20.0, 30.0, 40.0)
+    radius: float = 2.0                  #: camera distance (SJC recipe; training renders: 1.5-2.2)
+    fov_deg: float = REFERENCE_FOV_DEG   #: 49.1 deg, the training renders' field of view
+    novel_elevation_range: tuple[float, float] = (-10.0, 40.0)  #: absolute elevations of sampled views
+    near_view_jitter: float = 0.05       #: camera-position jitter of the near-view term (SJC: 0.05)
+    stable_pose: bool = False            #: force the Stable Zero123 pose vector (else: the pipe's)
+    preprocess: bool = True              #: crop/centre the object with the pipeline's preprocess
+    # --- score distillation (SPEC §7) -------------------------------------------------------------
+    guidance_scale: float = 3.0
+    t_range_start: tuple[float, float] = (0.4, 0.85)   #: timestep window (fraction of 1000) at step 0
+    t_range_end: tuple[float, float] = (0.2, 0.5)      #: ... annealed linearly to this window ...
+    t_anneal_fraction: float = 1.0 / 3.0               #: ... by this fraction of the steps (200/600)
+    # --- loss weights ----------------------------------------------------------------------------
+    w_sds: float = 0.1                   #: score distillation (sum over latent elements / batch)
+    w_rgb: float = 500.0                 #: reference view RGB, mean squared error
+    w_mask: float = 50.0                 #: reference view opacity vs mask, mean squared error
+    w_near: float = 50.0                 #: near-view consistency (jittered reference camera), MSE
+    w_tv: float = 1.0                    #: total variation of raw density (smooth, hole-free)
+    w_sparsity: float = 0.1              #: mean squared opacity of novel views (no floaters)
+    w_opacity: float = 0.1               #: binary entropy of novel-view opacity (crisp surfaces)
+    # --- mesh --------------------------------------------------------------------------------------
+    mesh_smooth: float = 0.5             #: Gaussian smoothing of density before marching cubes (voxels)
+    iso_level: float | None = None       #: None = automatic (reference-silhouette match)
+    keep_largest_component: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not (len(self.grid_resolutions) == len(self.render_resolutions) == len(self.milestones)):
+            raise ValueError("grid_resolutions, render_resolutions and milestones must have equal length")
+        if self.radius <= 1.0 * math.sqrt(3):
+            # The camera must be outside the box [-1, 1]^3 the field lives in.
+            raise ValueError(f"radius {self.radius} puts the camera inside the object box (need > 1.74)")
+        for name in ("w_sds", "w_rgb", "w_mask", "w_near", "w_tv", "w_sparsity", "w_opacity"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+    def stage(self, step: int) -> int:
+        """Index of the coarse-to-fine stage at ``step``."""
+        frac = step / max(self.steps, 1)
+        return max(i for i, m in enumerate(self.milestones) if frac >= m)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ReconConfig":
+        known = {f.name for f in fields(cls)}
+        clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+        return cls(**clean)
