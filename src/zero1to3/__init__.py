@@ -5,7 +5,7 @@ Heavy modules (torch, diffusers) load lazily, so ``import zero1to3.camera`` stay
 
 from __future__ import annotations
 
-from typing import Any
+from zero1to3._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -17,13 +17,5 @@ _LAZY = {
     "preprocess_image": "zero1to3.preprocess",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'zero1to3' has no attribute {name!r}")
-
-
+__getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = list(_LAZY) + ["__version__"]

@@ -11,7 +11,7 @@ See docs/evaluation.md.
 
 from __future__ import annotations
 
-from typing import Any
+from zero1to3._lazy import lazy_getattr
 
 _LAZY = {
     "evaluate_nvs": "zero1to3.evaluation.nvs",
@@ -28,13 +28,5 @@ _LAZY = {
     "PROTOCOLS": "zero1to3.evaluation.views",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'zero1to3.evaluation' has no attribute {name!r}")
-
-
+__getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = list(_LAZY)

@@ -12,7 +12,7 @@ See docs/recon.md for the recipe and its defaults.
 
 from __future__ import annotations
 
-from typing import Any
+from zero1to3._lazy import lazy_getattr
 
 _LAZY = {
     "ReconConfig": "zero1to3.recon.config",
@@ -31,13 +31,5 @@ _LAZY = {
     "ElevationEstimate": "zero1to3.recon.elevation",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'zero1to3.recon' has no attribute {name!r}")
-
-
+__getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = list(_LAZY)
