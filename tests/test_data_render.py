@@ -122,3 +122,19 @@ def test_load_mesh_normalises_and_converts_y_up(tmp_path) -> None:
     np.testing.assert_allclose(from_ply.extents, (0.5 / 3, 1.0, 1 / 3), atol=1e-6)
     with pytest.raises(FileNotFoundError):
         load_mesh(tmp_path / "missing.obj")
+
+
+def test_orbit_views_for_the_16_view_protocol(tmp_path):
+    """--orbit appends views at one elevation, evenly spaced in azimuth, after the random ones."""
+    from zero1to3.camera import camera_center, cartesian_to_spherical
+    from zero1to3.cli import main
+
+    assert main(["render", "-o", str(tmp_path), "--procedural", "1", "--views", "2", "--resolution", "32",
+                 "--orbit", "4", "--orbit-elevation", "30", "--quiet"]) == 0
+    folder = next(tmp_path.glob("proc_*"))
+    assert sorted(p.name for p in folder.glob("*.png")) == [f"{i:03d}.png" for i in range(6)]
+    for k in range(4):
+        polar, azimuth, radius = cartesian_to_spherical(camera_center(np.load(folder / f"{k + 2:03d}.npy")))
+        assert np.degrees(polar) == pytest.approx(60.0, abs=1e-3)
+        assert np.degrees(azimuth) % 360 == pytest.approx(90.0 * k, abs=1e-3)
+        assert radius == pytest.approx(2.0, abs=1e-4)

@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="re-render objects whose folders are complete")
     parser.add_argument("--cache-size", type=int, default=None, metavar="PX",
                         help="afterwards write views_PX.npz (all views on white in memory) for fast training")
+    parser.add_argument("--orbit", type=int, default=0, metavar="N",
+                        help="also render N views evenly spaced in azimuth (for `eval nvs --protocol orbit16`)")
+    parser.add_argument("--orbit-elevation", type=float, default=30.0, help="elevation of --orbit views (deg)")
+    parser.add_argument("--orbit-radius", type=float, default=2.0, help="camera distance of --orbit views")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -50,11 +54,12 @@ def run(args: argparse.Namespace) -> int:
     summary = render_dataset(args.out, objects, num_views=args.views, resolution=args.resolution, seed=args.seed,
                              workers=args.workers, save_mesh=args.save_mesh, overwrite=args.overwrite,
                              supersample=args.supersample, msaa=not args.no_msaa,
-                             progress=not args.quiet, cache_size=args.cache_size)
+                             progress=not args.quiet, cache_size=args.cache_size, orbit_views=args.orbit,
+                             orbit_elevation_deg=args.orbit_elevation, orbit_radius=args.orbit_radius)
     if not summary.rendered and not summary.existing:
         raise CLIError(f"nothing rendered ({len(summary.failed)} object(s) failed; first: "
                        f"{next(iter(summary.failed.items()), ('', ''))[1]})" if summary.failed else "no objects found")
-    images = len(summary.rendered) * args.views
+    images = len(summary.rendered) * (args.views + args.orbit)
     rate = images / summary.seconds if summary.seconds > 0 else 0.0
     print(f"rendered {len(summary.rendered)} object(s) ({images} images, {rate:.1f} images/s), "
           f"kept {len(summary.existing)} existing, {len(summary.failed)} failed -> {args.out}")

@@ -21,7 +21,8 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from zero1to3.camera import REFERENCE_FOV_DEG, REFERENCE_RADIUS_RANGE, sample_reference_cameras
+from zero1to3.camera import (REFERENCE_FOV_DEG, REFERENCE_RADIUS_RANGE, look_at, sample_reference_cameras,
+                             spherical_to_cartesian)
 from zero1to3.data.procedural import procedural_name, random_object
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,13 @@ def _jobs(objects: ObjectSource) -> list[tuple[str, object]]:
     return jobs
 
 
+def orbit_cameras(count: int, elevation_deg: float, radius: float) -> np.ndarray:
+    """World->camera poses [count, 3, 4] evenly spaced in azimuth at one elevation (evaluation protocols)."""
+    polar = np.radians(90.0 - elevation_deg)
+    return np.stack([look_at(spherical_to_cartesian(polar, 2 * np.pi * k / count, radius))
+                     for k in range(count)]).astype(np.float32)
+
+
 def _complete(folder: Path, num_views: int, save_mesh: bool) -> bool:
     names = [f"{i:03d}.{ext}" for i in range(num_views) for ext in ("png", "npy")]
     if save_mesh:
@@ -90,7 +98,7 @@ def _complete(folder: Path, num_views: int, save_mesh: bool) -> bool:
 def _render_one(args: tuple) -> tuple[str, str | None]:
     """Render one object into its folder (written to a temp folder, then renamed: never half-written)."""
     (name, source, index, out_dir, num_views, resolution, seed, save_mesh, supersample, msaa, fov_deg,
-     radius_range) = args
+     radius_range, orbit) = args
     from zero1to3.data.render import load_mesh, random_light, render_views
 
     try:
@@ -105,6 +113,8 @@ def _render_one(args: tuple) -> tuple[str, str | None]:
         rng = np.random.default_rng((seed, index, 1))
         poses = sample_reference_cameras(rng, num_views, radius_range).astype(np.float32)
         light = random_light(rng)
+        if orbit[0]:
+            poses = np.concatenate([poses, orbit_cameras(*orbit)])
         result = render_views(mesh, poses.astype(np.float64), resolution, light=light, supersample=supersample,
                               msaa=msaa, fov_deg=fov_deg)
         folder = Path(out_dir) / name
@@ -112,7 +122,7 @@ def _render_one(args: tuple) -> tuple[str, str | None]:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        for i in range(num_views):
+        for i in range(len(poses)):
             Image.fromarray(result.rgba[i], "RGBA").save(tmp / f"{i:03d}.png", compress_level=1)
             np.save(tmp / f"{i:03d}.npy", poses[i])
         if save_mesh:
@@ -134,7 +144,8 @@ def render_dataset(out_dir: str | os.PathLike, objects: ObjectSource, num_views:
                    seed: int = 0, workers: int = 1, save_mesh: bool = False, overwrite: bool = False,
                    supersample: int = 1, msaa: bool = True, fov_deg: float = REFERENCE_FOV_DEG,
                    radius_range: tuple[float, float] = REFERENCE_RADIUS_RANGE, progress: bool = True,
-                   cache_size: int | None = None) -> RenderSummary:
+                   cache_size: int | None = None, orbit_views: int = 0, orbit_elevation_deg: float = 30.0,
+                   orbit_radius: float = 2.0) -> RenderSummary:
     """Render objects into ``out_dir/<name>/{000..}.png|npy`` (+ ``mesh.ply`` if ``save_mesh``).
 
     ``objects``: an int (that many procedural objects of family ``seed``), a folder or list of mesh files
@@ -144,9 +155,13 @@ def render_dataset(out_dir: str | os.PathLike, objects: ObjectSource, num_views:
     msaa=False`` is faster at <= 128 px). Complete folders are kept unless ``overwrite``.
     ``workers`` > 1 uses spawned processes, each with its own GL context. ``cache_size``: afterwards also write
     ``views_<cache_size>.npz`` (see :func:`zero1to3.data.dataset.load_views_array`) for fast training.
+    ``orbit_views`` > 0 appends that many views evenly spaced in azimuth at ``orbit_elevation_deg`` and
+    ``orbit_radius`` (numbered after the random ones), as the 16-view evaluation protocol needs.
     A ``meta.json`` records the settings.
     """
     from tqdm import tqdm
+
+    orbit = (int(orbit_views), float(orbit_elevation_deg), float(orbit_radius))
 
     if num_views < 1 or resolution < 1:
         raise ValueError("num_views and resolution must be >= 1")
@@ -157,11 +172,11 @@ def render_dataset(out_dir: str | os.PathLike, objects: ObjectSource, num_views:
     start = time.perf_counter()
     todo = []
     for index, (name, source) in enumerate(jobs):
-        if not overwrite and _complete(out / name, num_views, save_mesh):
+        if not overwrite and _complete(out / name, num_views + orbit[0], save_mesh):
             summary.existing.append(name)
             continue
         todo.append((name, source, index, str(out), num_views, resolution, seed, save_mesh, supersample, msaa,
-                     fov_deg, tuple(radius_range)))
+                     fov_deg, tuple(radius_range), orbit))
     bar = tqdm(total=len(todo), desc="render", unit="obj", disable=not progress)
     try:
         if workers > 1 and len(todo) > 1:
@@ -177,14 +192,15 @@ def render_dataset(out_dir: str | os.PathLike, objects: ObjectSource, num_views:
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - start
-    meta = {"num_views": num_views, "resolution": resolution, "seed": seed, "fov_deg": fov_deg,
+    meta = {"num_views": num_views, "orbit_views": orbit[0], "orbit_elevation_deg": orbit[1],
+            "orbit_radius": orbit[2], "resolution": resolution, "seed": seed, "fov_deg": fov_deg,
             "radius_range": list(radius_range), "supersample": supersample, "msaa": msaa,
             "objects": len(jobs), "failed": summary.failed, "layout": "NNN.png RGBA + NNN.npy world->camera 3x4"}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     if cache_size:
         from zero1to3.data.dataset import load_views_array
 
-        load_views_array(out, cache_size, num_views=num_views, cache=True)
+        load_views_array(out, cache_size, num_views=num_views + orbit[0], cache=True)
     return summary
 
 
