@@ -106,7 +106,7 @@ def main(argv=None) -> None:
     pipe = Zero123Pipeline.from_pretrained(args.model)
     n = len(args.grid)
     extra = {} if args.sds_weight is None else {"w_sds": args.sds_weight}
-    rows, records = [], []
+    records = []
     for k, folder in enumerate(sorted(p for p in data.iterdir() if p.is_dir())[: args.objects]):
         view, elev, az, radius = pick_view(folder, *args.elevation_range)
         pose = np.load(folder / f"{view:03d}.npy")

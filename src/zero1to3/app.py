@@ -233,32 +233,16 @@ def sample_views(pipe: "Zero123Pipeline", image: Any, poses: Sequence[RelativePo
                  guidance_scale: float = 3.0, num_inference_steps: int = 50, scheduler: str = "ddim",
                  seed: int = 0, foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
                  on_step: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Same result as ``pipe(image, poses, ...)`` (uint8 [P, S, H, W, 3]) but with a per-step hook.
+    """``pipe(image, poses, ...)`` as uint8 [P, S, H, W, 3], with a per-step hook ``on_step(done, total)``.
 
-    The hook reports progress and may raise (e.g. :class:`JobCancelled`) to stop a job mid-sampling,
-    which ``pipe.__call__`` has no way to do.
+    The hook reports progress and may raise (e.g. :class:`JobCancelled`) to stop a job mid-sampling.
     """
-    import torch
-
-    from zero1to3.pipeline import to_uint8
-
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    if num_inference_steps < 1:
-        raise ValueError(f"steps must be >= 1, got {num_inference_steps}")
-    poses = list(poses)
     total = sampler_steps(num_inference_steps, scheduler)
-    with torch.no_grad():
-        generator = torch.Generator().manual_seed(int(seed))
-        pil = pipe.prepare_input(image, True, foreground_ratio)
-        cond = pipe.encode_condition(pipe.image_to_tensor(pil))
-        vectors = pipe.pose_vectors(poses).repeat_interleave(num_samples, 0)
-        callback = (lambda i, t, x, eps: on_step(i + 1, total)) if on_step is not None else None
-        latents = pipe.sample_latents(cond.repeat(vectors.shape[0]), vectors, eta=0.0,
-                                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                      scheduler=scheduler, generator=generator, callback=callback)
-        images = to_uint8(pipe.decode_latents(latents).float())
-    return images.reshape(len(poses), num_samples, *images.shape[1:])
+    callback = (lambda i, t, x, eps: on_step(i + 1, total)) if on_step is not None else None
+    out = pipe(image, list(poses), num_samples=num_samples, guidance_scale=guidance_scale,
+               num_inference_steps=num_inference_steps, scheduler=scheduler, eta=0.0, seed=int(seed),
+               foreground_ratio=foreground_ratio, callback=callback)
+    return out.array
 
 
 def for_display(array: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:

@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from transformers import CLIPVisionModelWithProjection
 
 from zero1to3.camera import RelativePose
 from zero1to3.fast import denoise_fn, enable_fast_path
-from zero1to3.model import (CameraProjection, PoseEncoding, build_camera_projection, build_image_encoder,
+from zero1to3.model import (CLIP_MEAN, CLIP_STD, CameraProjection, PoseEncoding, build_camera_projection, build_image_encoder,
                             build_scheduler, build_unet, build_vae, clip_preprocess, pose_vector_tensor,
                             preset, timestep_tensor)
 from zero1to3.preprocess import (DEFAULT_FOREGROUND_RATIO, ImageInput, PreprocessConfig, preprocess_image,
@@ -207,7 +207,7 @@ class Zero123Pipeline:
         size = self.image_encoder.config.image_size
         extractor = self.feature_extractor or CLIPImageProcessor(
             crop_size={"height": size, "width": size}, size={"shortest_edge": size},
-            image_mean=list(self._clip_mean()), image_std=list(self._clip_std()), do_convert_rgb=True)
+            image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD), do_convert_rgb=True)
         extractor.save_pretrained(path / "feature_extractor")
         index = {
             "_class_name": "Zero1to3StableDiffusionPipeline", "_diffusers_version": _diffusers_version(),
@@ -218,18 +218,6 @@ class Zero123Pipeline:
             "zero1to3": {"image_size": self.image_size, "pose_encoding": self.pose_encoding},
         }
         (path / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
-
-    @staticmethod
-    def _clip_mean() -> tuple[float, ...]:
-        from zero1to3.model import CLIP_MEAN
-
-        return CLIP_MEAN
-
-    @staticmethod
-    def _clip_std() -> tuple[float, ...]:
-        from zero1to3.model import CLIP_STD
-
-        return CLIP_STD
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.unet, self.vae, self.image_encoder, self.camera_projection]
@@ -384,12 +372,14 @@ class Zero123Pipeline:
                  preprocess: bool = True, foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
                  input_polar: float | None = None, batch_size: int | None = None, progress: bool = False,
                  clip_embedding: torch.Tensor | None = None, latents: torch.Tensor | None = None,
-                 return_latents: bool = False) -> NovelViewOutput:
+                 return_latents: bool = False,
+                 callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None) -> NovelViewOutput:
         """Generate ``num_samples`` views for each target camera in one batched sampler run.
 
         ``seed`` fixes a CPU generator so results do not depend on the device; ``batch_size`` caps how
         many views run through the UNet at once (memory). ``input_polar`` (radians) is used by the
-        Stable Zero123 pose encoding.
+        Stable Zero123 pose encoding. ``callback(step, t, x, eps)`` runs at every sampler step (progress;
+        it may raise to cancel a request).
         """
         if isinstance(poses, RelativePose):
             poses = [poses]
@@ -423,7 +413,8 @@ class Zero123Pipeline:
             lat_in = latents[start:stop] if latents is not None else None
             lat = self.sample_latents(cond1.repeat(stop - start), vectors[start:stop], eta=eta,
                                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                      scheduler=scheduler, generator=generator, latents=lat_in, progress=progress)
+                                      scheduler=scheduler, generator=generator, latents=lat_in, progress=progress,
+                                      callback=callback)
             decoded = self.decode_latents(lat).float()
             outs.append(to_uint8(decoded))
             if return_latents:
@@ -443,8 +434,3 @@ def _diffusers_version() -> str:
     import diffusers
 
     return diffusers.__version__
-
-
-def pose_list(items: Iterable[tuple[float, float, float]]) -> list[RelativePose]:
-    """[(polar_deg, azimuth_deg, radius), ...] -> RelativePose list (the demo's slider units)."""
-    return [RelativePose.from_degrees(*item) for item in items]
