@@ -133,7 +133,14 @@ def test_save_load_round_trip_identical_outputs(pipe, photo, tmp_path):
         assert (tmp_path / "m" / folder).is_dir()
     index = json.loads((tmp_path / "m" / "model_index.json").read_text())
     assert index["zero1to3"]["image_size"] == 64
+    pipe.foreground_ratio = 0.55
+    try:
+        pipe.save_pretrained(tmp_path / "m")
+    finally:
+        pipe.foreground_ratio = 200 / 256
     loaded = Zero123Pipeline.from_pretrained(tmp_path / "m")
+    assert loaded.foreground_ratio == pytest.approx(0.55)  # the model's input framing travels with it
+    loaded.foreground_ratio = pipe.foreground_ratio
     a = pipe(photo, RelativePose.from_degrees(0, 90), num_samples=1, num_inference_steps=3, seed=1).array
     b = loaded(photo, RelativePose.from_degrees(0, 90), num_samples=1, num_inference_steps=3, seed=1).array
     np.testing.assert_array_equal(a, b)

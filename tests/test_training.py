@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -134,8 +135,12 @@ def test_accelerate_launch_two_processes_cpu(tmp_path):
         "print('world', t.accelerator.num_processes, 'rank', t.accelerator.process_index, t.fit(), flush=True)\n")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
     # --multi_gpu selects accelerate's torchrun launcher; with no GPU the processes join over gloo (MULTI_CPU)
+    with socket.socket() as sock:  # a free rendezvous port: the default 29500 may be taken on a shared host
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+           "--num_machines", "1", "--main_process_port", str(port), "--mixed_precision", "no",
+           "--dynamo_backend", "no", str(script)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world 2 rank 0" in result.stdout and "world 2 rank 1" in result.stdout

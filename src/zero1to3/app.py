@@ -231,7 +231,7 @@ def sampler_steps(num_inference_steps: int, scheduler: str) -> int:
 
 def sample_views(pipe: "Zero123Pipeline", image: Any, poses: Sequence[RelativePose], *, num_samples: int = 4,
                  guidance_scale: float = 3.0, num_inference_steps: int = 50, scheduler: str = "ddim",
-                 seed: int = 0, foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
+                 seed: int = 0, foreground_ratio: float | None = None,
                  on_step: Callable[[int, int], None] | None = None) -> np.ndarray:
     """``pipe(image, poses, ...)`` as uint8 [P, S, H, W, 3], with a per-step hook ``on_step(done, total)``.
 
@@ -469,7 +469,7 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
                             gr.Examples(examples, inputs=[image], label="Examples (CC0, rendered by the project)")
                         preview = gr.Image(type="pil", label="Preprocessed input (what the model sees)",
                                            interactive=False, height=256, elem_id="preview-image")
-                        ratio = gr.Slider(0.3, 1.0, value=DEFAULT_FOREGROUND_RATIO, step=0.01,
+                        ratio = gr.Slider(0.3, 1.0, value=round(pipe.foreground_ratio, 2), step=0.01,
                                           label="Foreground size (share of the frame)", elem_id="fg-slider")
                     with gr.Column(scale=1):
                         polar = gr.Slider(*POLAR_RANGE, value=0.0, step=1, elem_id="polar-slider",

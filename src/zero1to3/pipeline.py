@@ -107,7 +107,8 @@ class Zero123Pipeline:
     def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderKL,
                  image_encoder: CLIPVisionModelWithProjection, camera_projection: CameraProjection,
                  scheduler: DDIMScheduler | None = None, feature_extractor=None,
-                 pose_encoding: PoseEncoding = "zero123") -> None:
+                 pose_encoding: PoseEncoding = "zero123",
+                 foreground_ratio: float = DEFAULT_FOREGROUND_RATIO) -> None:
         self.unet = unet
         self.vae = vae
         self.image_encoder = image_encoder
@@ -115,6 +116,9 @@ class Zero123Pipeline:
         self.scheduler = scheduler or build_scheduler()
         self.feature_extractor = feature_extractor
         self.pose_encoding: PoseEncoding = pose_encoding
+        #: Share of the frame the object's longest side should fill after preprocessing: the framing of
+        #: the model's training renders (reference: 200/256).
+        self.foreground_ratio = float(foreground_ratio)
         for module in self.modules():
             module.eval().requires_grad_(False)
 
@@ -185,7 +189,8 @@ class Zero123Pipeline:
 
             extractor = CLIPImageProcessor.from_pretrained(path / "feature_extractor")
         return cls(unet, vae, encoder, projection, scheduler, extractor,
-                   pose_encoding=meta.get("pose_encoding", "zero123"))
+                   pose_encoding=meta.get("pose_encoding", "zero123"),
+                   foreground_ratio=meta.get("foreground_ratio", DEFAULT_FOREGROUND_RATIO))
 
     def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
         """Write the diffusers layout of the public conversions (safetensors), plus model_index.json."""
@@ -215,7 +220,8 @@ class Zero123Pipeline:
             "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
             "feature_extractor": ["transformers", "CLIPImageProcessor"], "scheduler": ["diffusers", "DDIMScheduler"],
             "cc_projection": ["zero1to3.model", "CameraProjection"],
-            "zero1to3": {"image_size": self.image_size, "pose_encoding": self.pose_encoding},
+            "zero1to3": {"image_size": self.image_size, "pose_encoding": self.pose_encoding,
+                         "foreground_ratio": self.foreground_ratio},
         }
         (path / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
 
@@ -250,8 +256,10 @@ class Zero123Pipeline:
         return float(self.vae.config.scaling_factor)
 
     # ------------------------------------------------------------------ building blocks
-    def preprocess(self, image: ImageInput, foreground_ratio: float = DEFAULT_FOREGROUND_RATIO) -> Image.Image:
-        return preprocess_image(image, PreprocessConfig(size=self.image_size, foreground_ratio=foreground_ratio))
+    def preprocess(self, image: ImageInput, foreground_ratio: float | None = None) -> Image.Image:
+        """Crop, rescale (``foreground_ratio``, default: the model's) and composite on white."""
+        ratio = self.foreground_ratio if foreground_ratio is None else foreground_ratio
+        return preprocess_image(image, PreprocessConfig(size=self.image_size, foreground_ratio=ratio))
 
     def image_to_tensor(self, image: Image.Image | np.ndarray) -> torch.Tensor:
         """RGB uint8 image -> [1,3,H,W] float in [-1,1] on the pipeline's device."""
@@ -349,7 +357,7 @@ class Zero123Pipeline:
         return x
 
     def prepare_input(self, image: ImageInput, preprocess: bool = True,
-                      foreground_ratio: float = DEFAULT_FOREGROUND_RATIO) -> Image.Image:
+                      foreground_ratio: float | None = None) -> Image.Image:
         if preprocess:
             return self.preprocess(image, foreground_ratio)
         return to_model_input(image, self.image_size)
@@ -369,7 +377,7 @@ class Zero123Pipeline:
     def __call__(self, image: ImageInput, poses: RelativePose | Sequence[RelativePose] | torch.Tensor, *, num_samples: int = 4,
                  guidance_scale: float = 3.0, num_inference_steps: int = 50, scheduler: str = "ddim",
                  eta: float = 0.0, seed: int | None = 0, generator: torch.Generator | None = None,
-                 preprocess: bool = True, foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
+                 preprocess: bool = True, foreground_ratio: float | None = None,
                  input_polar: float | None = None, batch_size: int | None = None, progress: bool = False,
                  clip_embedding: torch.Tensor | None = None, latents: torch.Tensor | None = None,
                  return_latents: bool = False,

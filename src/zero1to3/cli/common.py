@@ -30,8 +30,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, steps: int = 50) -> 
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--no-preprocess", action="store_true",
                        help="use the image as it is (already an object render on white), no crop/rescale")
-    group.add_argument("--foreground-ratio", type=float, default=200 / 256,
-                       help="object size as a share of the frame after cropping (default 200/256 as the reference)")
+    group.add_argument("--foreground-ratio", type=float, default=None,
+                       help="object size as a share of the frame after cropping (default: the model's framing; "
+                            "200/256 for the official weights as in the reference demo)")
 
 
 def finite(name: str, value: float) -> float:
