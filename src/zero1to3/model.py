@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -118,9 +118,6 @@ class ModelConfig:
     def latent_size(self) -> int:
         return self.image_size // self.vae_scale
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def preset(name: str) -> ModelConfig:
     """``zero123``: official size (~860M UNet). ``tiny``: the embedded CPU-sized model (64 px)."""
@@ -140,9 +137,6 @@ def preset(name: str) -> ModelConfig:
                                            projection_dim=256),
         )
     raise ValueError(f"unknown model preset {name!r}; expected 'zero123' or 'tiny'")
-
-
-PRESETS = ("zero123", "tiny")
 
 
 def build_unet(config: ModelConfig) -> UNet2DConditionModel:
@@ -208,10 +202,6 @@ def conv_in_surgery(unet_4ch_conv: torch.nn.Conv2d, new_in_channels: int = 8) ->
         new.weight[:, : old.in_channels].copy_(old.weight)
         new.bias.copy_(old.bias)
     return new
-
-
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def timestep_tensor(t: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:

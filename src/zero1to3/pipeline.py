@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,6 @@ from zero1to3.model import (CLIP_MEAN, CLIP_STD, CameraProjection, PoseEncoding,
 from zero1to3.preprocess import (DEFAULT_FOREGROUND_RATIO, ImageInput, PreprocessConfig, preprocess_image,
                                  to_model_input)
 
-SchedulerName = Literal["ddim", "dpmsolver++"]
 SCHEDULERS: tuple[str, ...] = ("ddim", "dpmsolver++")
 
 #: Where the embedded default model lives inside the package.
@@ -65,7 +64,6 @@ class NovelViewOutput:
     input_image: Image.Image | None = None
     latents: torch.Tensor | None = None
     decoded: torch.Tensor | None = None
-    timings: dict = field(default_factory=dict)
 
     @property
     def images(self) -> list[list[Image.Image]]:
