@@ -4,6 +4,7 @@ the view-conditioned UNet (resumable across calls), export fp16 weights, measure
 Every phase is skipped when its output exists, so the same command resumes in a later call:
 
     python scripts/train_default_model.py --work /root/z123 --out "$OUT" --minutes 7
+    accelerate launch --num_processes 2 scripts/train_default_model.py ...   # DDP on 2 GPUs (global --batch)
 
 Held-out objects come from another procedural seed family and are never seen in training.
 """
@@ -23,8 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+MAIN = True  # set in main(): only the main process writes logs, renders and evaluates
+
 
 def log(out: Path, message: str) -> None:
+    if not MAIN:
+        return
     line = f"[{time.strftime('%H:%M:%S')}] {message}"
     print(line, flush=True)
     with (out / "job.log").open("a") as f:
@@ -58,14 +63,14 @@ def evaluate(pipe, images: np.ndarray, poses: np.ndarray, steps: int, limit: int
 
     Objects are sampled together (``chunk`` at a time) so a small model is not launch-bound.
     """
-    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-
     from zero1to3.camera import relative_pose
+    from zero1to3.evaluation.metrics import psnr, ssim
+    from zero1to3.evaluation.stats import summarize
     from zero1to3.pipeline import to_uint8
 
     n = min(limit, images.shape[0])
     views = images.shape[1] - 1
-    scores: dict[str, list[tuple[float, float]]] = {"model": [], "input_copy": [], "zero_pose": []}
+    scores: dict[str, list[tuple[float, float]]] = {"model": [], "input_copy": [], "zero_pose": [], "blank_white": []}
     for start in range(0, n, chunk):
         idx = range(start, min(n, start + chunk))
         cond_img = torch.from_numpy(images[list(idx), 0]).permute(0, 3, 1, 2).float().to(pipe.device) / 127.5 - 1
@@ -78,19 +83,21 @@ def evaluate(pipe, images: np.ndarray, poses: np.ndarray, steps: int, limit: int
                                       generator=torch.Generator().manual_seed(start))
             preds[name] = to_uint8(pipe.decode_latents(lat).float()).reshape(len(idx), views, *images.shape[2:])
         preds["input_copy"] = np.repeat(images[list(idx), :1], views, axis=1)
+        preds["blank_white"] = np.full_like(preds["input_copy"], 255)
         for k, i in enumerate(idx):
             gt = torch.from_numpy(images[i, 1:]).permute(0, 3, 1, 2).float() / 255.0
             for name, pred in preds.items():
                 p = torch.from_numpy(pred[k]).permute(0, 3, 1, 2).float() / 255.0
-                psnr = peak_signal_noise_ratio(p, gt, data_range=1.0, reduction="none", dim=(1, 2, 3)).mean().item()
-                ssim = structural_similarity_index_measure(p, gt, data_range=1.0).item()
-                scores[name].append((psnr, ssim))
+                scores[name].append((psnr(p, gt).mean().item(), ssim(p, gt).mean().item()))
     table = {}
     for name, rows in scores.items():
         arr = np.array(rows)
-        half = 1.96 * arr.std(0, ddof=1) / np.sqrt(len(arr)) if len(arr) > 1 else np.zeros(2)
-        table[name] = {"psnr": float(arr[:, 0].mean()), "psnr_ci95": float(half[0]),
-                       "ssim": float(arr[:, 1].mean()), "ssim_ci95": float(half[1]), "objects": len(arr)}
+        entry: dict = {"objects": len(arr)}
+        for column, metric in enumerate(("psnr", "ssim")):
+            summary = summarize(arr[:, column])  # mean over objects, 95% t-interval
+            entry[metric] = summary.mean
+            entry[f"{metric}_ci95"] = [summary.low, summary.high]
+        table[name] = entry
     return table
 
 
@@ -120,6 +127,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=100000)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                        help="cosine decays to --min-lr-ratio over this call's --minutes (or --steps)")
+    parser.add_argument("--min-lr-ratio", type=float, default=0.1)
     parser.add_argument("--minutes", type=float, default=6.0)
     parser.add_argument("--eval-steps", type=int, default=50)
     parser.add_argument("--eval-limit", type=int, default=64)
@@ -128,14 +138,21 @@ def main() -> int:
                         help="guidance scales to evaluate (the first is the headline number)")
     parser.add_argument("--init-from", default=None, help="continue from an exported model (fresh optimizer)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO)
+    from accelerate import PartialState
+
+    global MAIN
+    state = PartialState(cpu=not torch.cuda.is_available())  # one process, or one per GPU (accelerate launch)
+    MAIN = state.is_main_process
+    logging.basicConfig(level=logging.INFO if MAIN else logging.WARNING)
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     log(out, f"torch {torch.__version__} cuda {torch.cuda.is_available()} "
-             f"{torch.cuda.get_device_name() if torch.cuda.is_available() else ''}")
-    render_phase(args, work, out)
+             f"{torch.cuda.get_device_name() if torch.cuda.is_available() else ''} processes {state.num_processes}")
+    if MAIN:
+        render_phase(args, work, out)
+    state.wait_for_everyone()
     from zero1to3.data.dataset import load_views_array
     from zero1to3.training import TrainConfig, Trainer, VAETrainConfig, train_vae
 
@@ -143,6 +160,8 @@ def main() -> int:
     log(out, f"loaded {images.shape} training views")
     vae_dir = Path(args.init_from) / "vae" if args.init_from else work / "vae" / "vae"
     if not (vae_dir / "config.json").is_file():
+        if state.num_processes > 1:
+            raise SystemExit("train the VAE in a one-process run (or pass --init-from) before launching several")
         t = time.perf_counter()
         train_vae(VAETrainConfig(output_dir=str(work / "vae"), batch_size=128, max_steps=args.vae_steps,
                                  mixed_precision="bf16"), images=images)
@@ -153,12 +172,22 @@ def main() -> int:
                          init_from=args.init_from,
                          vae_path=str(vae_dir), batch_size=args.batch, learning_rate=args.lr,
                          max_steps=args.steps, max_minutes=args.minutes, ema_decay=0.999,
+                         lr_schedule=args.lr_schedule, min_lr_ratio=args.min_lr_ratio,
                          mixed_precision="bf16", train_image_encoder=True, checkpoint_every=2000,
                          sample_every=2000, log_every=100)
     trainer = Trainer(config, arrays=(images, poses))
     log(out, f"diffusion training from step {trainer.step}")
+    from zero1to3.training import PairBatcher
+
+    h_images, h_poses, _ = heldout_arrays(work, args.resolution)
+    heldout = PairBatcher(h_images, h_poses, trainer.accelerator.device)
+    losses = {"train_before": trainer.evaluation_loss(), "heldout_before": trainer.evaluation_loss(heldout)}
     result = trainer.fit()
-    log(out, f"trained to step {result['step']} in {result['seconds']:.1f} s")
+    losses.update(train_after=trainer.evaluation_loss(), heldout_after=trainer.evaluation_loss(heldout))
+    log(out, f"trained to step {result['step']} in {result['seconds']:.1f} s; fixed-pair EMA losses {losses}")
+    if not MAIN:
+        trainer.accelerator.wait_for_everyone()  # the export barrier; evaluation is the main process's
+        return 0
     shutil.copy(work / "run" / "metrics.jsonl", out / "train_metrics.jsonl")
     samples = sorted((work / "run" / "samples").glob("*.png"))
     if samples:
@@ -166,7 +195,7 @@ def main() -> int:
     export = work / "export"
     if export.exists():
         shutil.rmtree(export)
-    trainer.export(export)
+    trainer.export(export)  # main only here; the other ranks wait at the same barrier above
     # $OUT takes files of at most 16 MiB: ship the export as a tar in 15 MiB parts (cat model.tgz.* | tar xz).
     subprocess.run(f"tar cz -C {work} export | split -b 15m - {out}/model.tgz.", shell=True, check=True)
     del trainer
@@ -176,15 +205,16 @@ def main() -> int:
 
         pipe = Zero123Pipeline.from_pretrained(export, device="cuda" if torch.cuda.is_available() else "cpu",
                                                dtype=torch.float32)
-        h_images, h_poses, _ = heldout_arrays(work, args.resolution)
         t = time.perf_counter()
         table = evaluate(pipe, h_images, h_poses, args.eval_steps, args.eval_limit,
                          guidance_scale=args.eval_guidance[0])
         for scale in args.eval_guidance[1:]:
             table[f"guidance_{scale:g}"] = evaluate(pipe, h_images, h_poses, args.eval_steps, args.eval_limit,
                                                     guidance_scale=scale)
-        table["_meta"] = {"guidance": args.eval_guidance[0], "step": result["step"], "eval_seconds": time.perf_counter() - t,
-                          "heldout_objects": int(h_images.shape[0]), "eval_steps": args.eval_steps}
+        table["_meta"] = {"guidance": args.eval_guidance[0], "step": result["step"],
+                          "eval_seconds": time.perf_counter() - t, "heldout_objects": int(h_images.shape[0]),
+                          "eval_steps": args.eval_steps, "fixed_pair_losses": losses,
+                          "processes": state.num_processes, "global_batch": args.batch}
         (out / "heldout_eval.json").write_text(json.dumps(table, indent=1))
         log(out, f"held-out eval: {json.dumps(table)}")
         write_orbit(pipe, h_images, h_poses, out, args.eval_steps)

@@ -101,6 +101,43 @@ def test_train_resume_loses_nothing(tmp_path):
     assert pipe.image_size == 64
 
 
+def test_latent_cache_gives_the_same_loss_as_encoding(tmp_path):
+    """The cached posterior (mean, std) and per-step VAE encoding feed the same numbers to the same loss."""
+    arrays = _arrays()
+    cached = Trainer(_config(tmp_path / "a", cache_latents=True), arrays=arrays)
+    direct = Trainer(_config(tmp_path / "b", cache_latents=False), arrays=arrays)
+    assert cached.latent_cache is not None and direct.latent_cache is None
+    assert cached.latent_cache[0].shape == (5 * 4, 4, 16, 16)
+    batch = cached.batcher.batch(step=1, batch_size=6)
+    # the cache row of a flat index is that view's encoding
+    mean, std = cached.latent_cache
+    dist = cached.vae.encode(batch["target"]).latent_dist
+    torch.testing.assert_close(mean[batch["target_index"]], dist.mean, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(std[batch["target_index"]], dist.std, atol=1e-5, rtol=1e-4)
+    a = cached.loss(batch, torch.Generator().manual_seed(3))
+    b = direct.loss(batch, torch.Generator().manual_seed(3))
+    assert a.item() == pytest.approx(b.item(), rel=1e-5)
+    assert a.item() != pytest.approx(cached.loss(batch, torch.Generator().manual_seed(4)).item(), rel=1e-3)
+
+
+def test_cosine_schedule_and_evaluation_loss(tmp_path):
+    trainer = Trainer(_config(tmp_path, lr_schedule="cosine", warmup_steps=2, max_steps=10, min_lr_ratio=0.1),
+                      arrays=_arrays())
+    factors = [trainer._lr_factor(s) for s in (0, 1, 5, 10, 20)]
+    cosine = lambda progress: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))  # noqa: E731
+    assert factors == pytest.approx([0.5 * cosine(0.0), cosine(0.1), cosine(0.5), 0.1, 0.1])
+    with pytest.raises(ValueError, match="lr_schedule"):
+        Trainer(_config(tmp_path / "x", lr_schedule="linear"), arrays=_arrays())
+    trainer.fit()
+    before = [p.clone() for p in trainer.module.parameters()]
+    first = trainer.evaluation_loss(batches=2, batch_size=4)
+    assert first == trainer.evaluation_loss(batches=2, batch_size=4)  # fixed pairs, noise, timesteps
+    held_out = PairBatcher(*_arrays(n=3, seed=9))
+    assert trainer.evaluation_loss(held_out, batches=2, batch_size=4) != first
+    for p, q in zip(before, trainer.module.parameters()):  # EMA swapped in and back out
+        assert torch.equal(p, q)
+
+
 def test_no_half_checkpoint_after_interrupted_write(tmp_path):
     arrays = _arrays()
     trainer = Trainer(_config(tmp_path, max_steps=2), arrays=arrays)

@@ -193,6 +193,19 @@ def clip_preprocess(images: torch.Tensor, size: int) -> torch.Tensor:
     return (x - mean) / std
 
 
+def clip_image_embedding(encoder: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """[B,3,H,W] in [-1,1] -> the one-token CLIP context [B,1,D] (projected image embedding)."""
+    pixels = clip_preprocess(images, encoder.config.image_size)
+    return encoder(pixel_values=pixels).image_embeds[:, None, :]
+
+
+def latent_moments(vae: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unscaled VAE posterior (mean, std) of [-1,1] images: the concat latent is the mean (SPEC §2),
+    a training target is mean + std * noise, times the scaling factor."""
+    dist = vae.encode(images).latent_dist
+    return dist.mean, dist.std
+
+
 def conv_in_surgery(unet_4ch_conv: torch.nn.Conv2d, new_in_channels: int = 8) -> torch.nn.Conv2d:
     """A conv_in with 8 input channels from a 4-channel one: channels 0-3 copied, the rest zero (SPEC §2)."""
     old = unet_4ch_conv

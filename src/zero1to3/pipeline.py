@@ -24,9 +24,9 @@ from transformers import CLIPVisionModelWithProjection
 
 from zero1to3.camera import RelativePose
 from zero1to3.fast import denoise_fn, enable_fast_path
-from zero1to3.model import (CLIP_MEAN, CLIP_STD, CameraProjection, PoseEncoding, build_camera_projection, build_image_encoder,
-                            build_scheduler, build_unet, build_vae, clip_preprocess, pose_vector_tensor,
-                            preset, timestep_tensor)
+from zero1to3.model import (CLIP_MEAN, CLIP_STD, CameraProjection, PoseEncoding, build_camera_projection,
+                            build_image_encoder, build_scheduler, build_unet, build_vae, clip_image_embedding,
+                            latent_moments, pose_vector_tensor, preset, timestep_tensor)
 from zero1to3.preprocess import (DEFAULT_FOREGROUND_RATIO, ImageInput, PreprocessConfig, preprocess_image,
                                  to_model_input)
 
@@ -268,15 +268,14 @@ class Zero123Pipeline:
         return x.to(device=self.device, dtype=self.dtype)
 
     def encode_clip(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = clip_preprocess(images.to(self.dtype), self.image_encoder.config.image_size)
-        return self.image_encoder(pixel_values=pixels).image_embeds[:, None, :]
+        return clip_image_embedding(self.image_encoder, images.to(self.dtype))
 
     def encode_condition(self, images: torch.Tensor, clip_embedding: torch.Tensor | None = None) -> Conditioning:
         """[B,3,H,W] in [-1,1] -> CLIP embedding and unscaled posterior-mode latent."""
         images = images.to(device=self.device, dtype=self.dtype)
         if clip_embedding is None:
             clip_embedding = self.encode_clip(images)
-        concat = self.vae.encode(images).latent_dist.mode()
+        concat = latent_moments(self.vae, images)[0]  # posterior mode = mean, unscaled
         return Conditioning(clip_embedding.to(device=self.device, dtype=self.dtype), concat)
 
     def encode_latents(self, images: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from zero1to3.camera import cartesian_to_spherical
 from zero1to3.model import (CameraProjection, build_camera_projection, build_image_encoder, build_scheduler,
-                            build_unet, build_vae, clip_preprocess, conv_in_surgery, preset)
+                            build_unet, build_vae, clip_image_embedding, conv_in_surgery, latent_moments, preset)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ class TrainConfig:
     projection_lr_multiplier: float = 10.0
     weight_decay: float = 0.01
     warmup_steps: int = 100
+    #: "constant" (the paper's) or "cosine": decays to ``min_lr_ratio`` over whichever budget of this run
+    #: ends first, ``max_steps`` or ``max_minutes`` (so a time-boxed call still finishes its decay).
+    lr_schedule: str = "constant"
+    min_lr_ratio: float = 0.1
     max_steps: int = 1000
     max_minutes: float | None = None
     ema_decay: float = 0.9999
@@ -64,6 +68,12 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     resume: bool = True
+    #: Encode every in-memory view once with the frozen VAE and sample latents from the stored posterior
+    #: (mean, std) instead of encoding two images per pair every step; the same distribution, less work.
+    cache_latents: bool = True
+    #: Multi-process runs agree on stopping (signal, time budget) every this many steps: a collective
+    #: on every step would stall the launch queue.
+    stop_check_every: int = 10
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -111,20 +121,36 @@ class PairBatcher:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @property
+    def num_views(self) -> int:
+        return self.images.shape[1]
+
     def batch(self, step: int, batch_size: int, seed: int = 0, rank: int = 0) -> dict[str, torch.Tensor]:
-        g = torch.Generator(device="cpu").manual_seed(mix_seed(seed, step, rank, 0))
+        """Drawn with a generator on the data's device: no host->device copy (a stream sync) per step.
+
+        ``target_index`` / ``cond_index`` are flat view indices (object * views + view), for caches.
+        """
+        g = torch.Generator(device=self.device).manual_seed(mix_seed(seed, step, rank, 0))
         n, v = self.images.shape[:2]
-        obj = torch.randint(n, (batch_size,), generator=g)
-        first = torch.randint(v, (batch_size,), generator=g)
-        second = (first + torch.randint(1, v, (batch_size,), generator=g)) % v  # distinct from first
-        obj, first, second = obj.to(self.device), first.to(self.device), second.to(self.device)
+        obj = torch.randint(n, (batch_size,), generator=g, device=self.device)
+        first = torch.randint(v, (batch_size,), generator=g, device=self.device)
+        second = (first + torch.randint(1, v, (batch_size,), generator=g, device=self.device)) % v  # distinct
         target = self.images[obj, first]
         cond = self.images[obj, second]
         d = self.spherical[obj, first] - self.spherical[obj, second]
         d_az = torch.remainder(d[:, 1], 2 * math.pi)
         pose = torch.stack([d[:, 0], torch.sin(d_az), torch.cos(d_az), d[:, 2]], -1).float()
-        to_unit = lambda x: x.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # noqa: E731
-        return {"target": to_unit(target), "cond": to_unit(cond), "pose": pose}
+        return {"target": to_unit(target), "cond": to_unit(cond), "pose": pose,
+                "target_index": obj * v + first, "cond_index": obj * v + second}
+
+    def flat_images(self) -> torch.Tensor:
+        """Every view, uint8 [N*V, H, W, 3], in the order of the flat indices."""
+        return self.images.reshape(-1, *self.images.shape[2:])
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., H, W, 3] -> float [..., 3, H, W] in [-1, 1]."""
+    return images.movedim(-1, -3).float() / 127.5 - 1.0
 
 
 def load_training_arrays(data: str, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -146,18 +172,21 @@ class TrainModule(torch.nn.Module):
         self.image_encoder = image_encoder  # None when frozen (kept outside, not wrapped)
 
     def forward(self, noisy: torch.Tensor, t: torch.Tensor, concat: torch.Tensor, clip_embedding: torch.Tensor | None,
-                cond_pixels: torch.Tensor | None, pose: torch.Tensor, clip_keep: torch.Tensor) -> torch.Tensor:
+                cond_images: torch.Tensor | None, pose: torch.Tensor, clip_keep: torch.Tensor) -> torch.Tensor:
         if clip_embedding is None:
-            clip_embedding = self.image_encoder(pixel_values=cond_pixels).image_embeds[:, None, :]
+            clip_embedding = clip_image_embedding(self.image_encoder, cond_images)
         clip_embedding = clip_embedding * clip_keep[:, None, None].to(clip_embedding.dtype)
         context = self.camera_projection(clip_embedding, pose)
         return self.unet(torch.cat([noisy, concat], 1), t, encoder_hidden_states=context).sample
 
 
 def cfg_dropout_masks(batch: int, p: float, generator: torch.Generator | None = None,
-                      device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """(keep_clip, keep_concat) per sample: r<p CLIP dropped; p<=r<2p both; 2p<=r<3p concat dropped."""
-    r = torch.rand(batch, generator=generator).to(device)
+                      device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keep_clip, keep_concat) per sample: r<p CLIP dropped; p<=r<2p both; 2p<=r<3p concat dropped.
+
+    Drawn on the generator's device (``device`` defaults to it)."""
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    r = torch.rand(batch, generator=generator, device=gen_device).to(device or gen_device)
     keep_clip = (r >= 2 * p).float()
     keep_concat = 1.0 - ((r >= p) & (r < 3 * p)).float()
     return keep_clip, keep_concat
@@ -239,7 +268,6 @@ class Trainer:
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision, torch.float32)
         self.vae = vae.to(acc.device, self.weight_dtype).requires_grad_(False).eval()
         self.scaling_factor = float(vae.config.scaling_factor)
-        self.clip_size = encoder.config.image_size
         self.frozen_encoder = None
         if not config.train_image_encoder:
             self.frozen_encoder = encoder.to(acc.device, self.weight_dtype).requires_grad_(False).eval()
@@ -252,17 +280,22 @@ class Trainer:
         # Built after wrapping, so under FSDP each rank keeps the EMA of its own shards.
         self.ema = EMAModel([p for p in module.parameters() if p.requires_grad], decay=config.ema_decay, foreach=True)
         self.fsdp = acc.distributed_type.name == "FSDP"
+        self.latent_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         groups: dict[str, list] = {"base": [], "projection": []}
         for name, param in module.named_parameters():
             if param.requires_grad:
                 groups["projection" if "camera_projection" in name else "base"].append(param)
         lr = config.learning_rate
+        # fused: one kernel per step instead of several per tensor group (not for FSDP's sharded params)
+        fused = acc.device.type == "cuda" and not self.fsdp
         self.optimizer = torch.optim.AdamW(
             [{"params": groups["base"], "lr": lr},
              {"params": groups["projection"], "lr": lr * config.projection_lr_multiplier}],
-            weight_decay=config.weight_decay)
-        warm = max(1, config.warmup_steps)
-        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warm))
+            weight_decay=config.weight_decay, fused=fused or None)
+        if config.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
+        self._fit_start: float | None = None
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.optimizer, self.lr_scheduler = acc.prepare(self.optimizer, self.lr_scheduler)
         self.module = module
         self.ema.to(acc.device)
@@ -275,6 +308,8 @@ class Trainer:
                 images, poses = arrays
             batcher = PairBatcher(images, poses, acc.device)
         self.batcher = batcher
+        if config.cache_latents:
+            self.latent_cache = self.encode_all(batcher.flat_images())
         self.step = 0
         self.out = Path(config.output_dir)
         self._stop = False
@@ -321,32 +356,96 @@ class Trainer:
         return True
 
     # -------------------------------------------------------------- step
+    @torch.no_grad()
+    def encode_all(self, images: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        """VAE posterior (mean, std) of uint8 [N, H, W, 3] views, float32, on the device."""
+        dev = self.accelerator.device
+        means, stds = [], []
+        for part in images.split(chunk):
+            with self.accelerator.autocast():
+                mean, std = latent_moments(self.vae, to_unit(part.to(dev)).to(self.weight_dtype))
+            means.append(mean.float())
+            stds.append(std.float())
+        return torch.cat(means), torch.cat(stds)
+
+    def _moments(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(target mean, target std, cond mean), from the cache when there is one."""
+        if self.latent_cache is not None and "target_index" in batch:
+            mean, std = self.latent_cache
+            return mean[batch["target_index"]], std[batch["target_index"]], mean[batch["cond_index"]]
+        dev = self.accelerator.device
+        with torch.no_grad():
+            t_mean, t_std = latent_moments(self.vae, batch["target"].to(dev, self.weight_dtype))
+            c_mean, _ = latent_moments(self.vae, batch["cond"].to(dev, self.weight_dtype))
+        return t_mean.float(), t_std.float(), c_mean.float()
+
     def loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """Epsilon MSE of one batch; all randomness from ``generator`` (on the training device)."""
         acc = self.accelerator
         dev = acc.device
         cond = batch["cond"].to(dev, self.weight_dtype)
-        with torch.no_grad():
-            latents = self.vae.encode(batch["target"].to(dev, self.weight_dtype)).latent_dist.sample() \
-                * self.scaling_factor
-            concat = self.vae.encode(cond).latent_dist.mode()
-            clip = None
-            if self.frozen_encoder is not None:
-                clip = self.frozen_encoder(pixel_values=clip_preprocess(cond, self.clip_size)).image_embeds[:, None]
-        bsz = latents.shape[0]
+        t_mean, t_std, concat = self._moments(batch)
+        bsz = t_mean.shape[0]
+        draw = dict(generator=generator, device=generator.device)
+        latents = (t_mean + t_std * torch.randn(t_mean.shape, **draw).to(dev)) * self.scaling_factor
+        clip = None
+        if self.frozen_encoder is not None:
+            with torch.no_grad():
+                clip = clip_image_embedding(self.frozen_encoder, cond)
         keep_clip, keep_concat = cfg_dropout_masks(bsz, self.config.uncond_probability, generator, dev)
-        concat = concat * keep_concat[:, None, None, None].to(concat.dtype)
-        noise = torch.randn(latents.shape, generator=generator).to(dev, latents.dtype)
-        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (bsz,), generator=generator).to(dev)
-        a = self.alphas[t].to(latents.dtype)[:, None, None, None]
-        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
-        pixels = None if clip is not None else clip_preprocess(cond, self.clip_size)
-        pred = self.module(noisy, t, concat, clip, pixels, batch["pose"].to(dev), keep_clip)
-        return F.mse_loss(pred.float(), noise.float())
+        concat = (concat * keep_concat[:, None, None, None]).to(self.weight_dtype)
+        noise = torch.randn(latents.shape, **draw).to(dev)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (bsz,), **draw).to(dev)
+        a = self.alphas[t][:, None, None, None]
+        noisy = (a.sqrt() * latents + (1 - a).sqrt() * noise).to(self.weight_dtype)
+        pred = self.module(noisy, t, concat, clip, None if clip is not None else cond, batch["pose"].to(dev), keep_clip)
+        return F.mse_loss(pred.float(), noise)
+
+    def _lr_factor(self, step: int) -> float:
+        """Warm-up, then constant or cosine over the run's step or time budget (whichever ends first)."""
+        cfg = self.config
+        warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        if cfg.lr_schedule == "constant":
+            return warm
+        progress = step / max(1, cfg.max_steps)
+        if cfg.max_minutes and self._fit_start is not None:
+            progress = max(progress, (time.perf_counter() - self._fit_start) / (60 * cfg.max_minutes))
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+    def _generator(self, *key: int) -> torch.Generator:
+        device = self.accelerator.device
+        return torch.Generator(device=device).manual_seed(mix_seed(self.config.seed, *key))
+
+    @torch.no_grad()
+    def evaluation_loss(self, batcher: PairBatcher | None = None, batches: int = 8, batch_size: int = 256,
+                        use_ema: bool = True) -> float:
+        """Mean loss on fixed pairs, noise and timesteps (the same every call): compare runs, or train vs
+        held-out objects (pass their batcher) to see over-fitting. Encodes with the VAE (no cache)."""
+        batcher = batcher or self.batcher
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        if use_ema:
+            self.ema.store(params)
+            self.ema.copy_to(params)
+        self.module.eval()
+        total = 0.0
+        try:
+            for k in range(batches):
+                batch = batcher.batch(10**9 + k, batch_size, seed=self.config.seed + 7)
+                batch = {key: v for key, v in batch.items() if not key.endswith("_index")}
+                with self.accelerator.autocast():
+                    total += self.loss(batch, self._generator(10**9 + k, 2)).item()
+        finally:
+            if use_ema:
+                self.ema.restore(params)
+            self.module.train()
+        return total / batches
 
     def fit(self) -> dict[str, Any]:
         acc = self.accelerator
         cfg = self.config
         start = time.perf_counter()
+        self._fit_start = start
         per_rank = max(1, cfg.batch_size // acc.num_processes)
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in previous:
@@ -356,7 +455,7 @@ class Trainer:
         running, seen, t_log = 0.0, 0, time.perf_counter()
         try:
             while self.step < cfg.max_steps:
-                g = torch.Generator().manual_seed(mix_seed(cfg.seed, self.step, acc.process_index, 1))
+                g = self._generator(self.step, acc.process_index, 1)
                 batch = self.batcher.batch(self.step, per_rank, cfg.seed, acc.process_index)
                 self.module.train()
                 with acc.autocast():
@@ -388,13 +487,17 @@ class Trainer:
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
                     self.write_samples()
                 out_of_time = cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes
+                stop = self._stop
                 if acc.num_processes > 1:  # every rank must stop (and checkpoint) at the same step
-                    flags = acc.gather(torch.tensor([float(self._stop), float(out_of_time)], device=acc.device))
-                    flags = flags.reshape(-1, 2).amax(0)
-                    self._stop, out_of_time = bool(flags[0]), bool(flags[1])
-                if self.step % cfg.checkpoint_every == 0 or self._stop or out_of_time:
+                    if self.step % max(1, cfg.stop_check_every) == 0:
+                        flags = acc.gather(torch.tensor([float(stop), float(out_of_time)], device=acc.device))
+                        stop, out_of_time = (bool(f) for f in flags.reshape(-1, 2).amax(0))
+                        self._stop = stop
+                    else:
+                        stop = out_of_time = False  # decided together at the next check step
+                if self.step % cfg.checkpoint_every == 0 or stop or out_of_time:
                     self.save_checkpoint()
-                if self._stop or out_of_time:
+                if stop or out_of_time:
                     break
         finally:
             for sig, handler in previous.items():
