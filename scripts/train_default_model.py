@@ -136,6 +136,8 @@ def main() -> int:
     parser.add_argument("--skip-eval", action="store_true")
     parser.add_argument("--eval-guidance", type=float, nargs="+", default=[3.0],
                         help="guidance scales to evaluate (the first is the headline number)")
+    parser.add_argument("--foreground-ratio", type=float, default=0.6,
+                        help="object size in these renders (reference cameras): stored in the export")
     parser.add_argument("--init-from", default=None, help="continue from an exported model (fresh optimizer)")
     args = parser.parse_args()
     from accelerate import PartialState
@@ -173,6 +175,7 @@ def main() -> int:
                          vae_path=str(vae_dir), batch_size=args.batch, learning_rate=args.lr,
                          max_steps=args.steps, max_minutes=args.minutes, ema_decay=0.999,
                          lr_schedule=args.lr_schedule, min_lr_ratio=args.min_lr_ratio,
+                         foreground_ratio=args.foreground_ratio,
                          mixed_precision="bf16", train_image_encoder=True, checkpoint_every=2000,
                          sample_every=2000, log_every=100)
     trainer = Trainer(config, arrays=(images, poses))

@@ -146,6 +146,28 @@ def test_split_by_object_is_deterministic_and_disjoint(tmp_path: Path) -> None:
     assert (v0["target_index"], v0["cond_index"]) == (v1["target_index"], v1["cond_index"])  # fixed val pairs
 
 
+def test_views_array_cache_written_by_concurrent_loaders(rendered: Path, monkeypatch) -> None:
+    """The ranks of one launch load (and cache) the same folder at once: every loader must succeed."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    savez = np.savez
+
+    def slow_savez(*args, **kwargs):  # widen the write -> rename window so the writers overlap
+        savez(*args, **kwargs)
+        time.sleep(0.3)
+
+    monkeypatch.setattr(np, "savez", slow_savez)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: load_views_array(rendered, 12), range(4)))
+    for images, _, names in results:
+        np.testing.assert_array_equal(images, results[0][0])
+        assert names == results[0][2]
+    assert (rendered / "views_12.npz").is_file()
+    assert not list(rendered.glob("*.tmp"))  # no temporary left behind
+    np.testing.assert_array_equal(load_views_array(rendered, 12)[0], results[0][0])
+
+
 def test_views_array_cache_and_array_pairs(rendered: Path) -> None:
     images, poses, names = load_views_array(rendered, 16)
     assert images.shape == (3, VIEWS, 16, 16, 3) and images.dtype == np.uint8

@@ -138,6 +138,17 @@ def test_cosine_schedule_and_evaluation_loss(tmp_path):
         assert torch.equal(p, q)
 
 
+def test_export_keeps_the_input_framing(tmp_path):
+    """A fine-tuned model crops photos as the model it came from (or as configured), not the default."""
+    shipped = ROOT / "src" / "zero1to3" / "weights" / "tiny"
+    arrays = _arrays(n=2, v=2)
+    kept = Trainer(_config(tmp_path / "a", init_from=str(shipped), max_steps=0), arrays=arrays)
+    assert kept.pipeline().foreground_ratio == pytest.approx(0.6)
+    chosen = Trainer(_config(tmp_path / "b", foreground_ratio=0.7), arrays=arrays)
+    path = chosen.export(tmp_path / "export")
+    assert json.loads((path / "model_index.json").read_text())["zero1to3"]["foreground_ratio"] == pytest.approx(0.7)
+
+
 def test_no_half_checkpoint_after_interrupted_write(tmp_path):
     arrays = _arrays()
     trainer = Trainer(_config(tmp_path, max_steps=2), arrays=arrays)

@@ -45,6 +45,9 @@ class TrainConfig:
     init_from: str | None = None
     #: A trained VAE folder for the small preset (``zero1to3 train --stage vae`` writes one).
     vae_path: str | None = None
+    #: How large objects sit in the training images (longest side / image side), written into the export
+    #: so inference crops photos the same way. None: the ``init_from`` model's, else the reference 200/256.
+    foreground_ratio: float | None = None
     batch_size: int = 192
     learning_rate: float = 1e-4
     projection_lr_multiplier: float = 10.0
@@ -193,20 +196,21 @@ def cfg_dropout_masks(batch: int, p: float, generator: torch.Generator | None = 
 
 
 def initial_components(config: TrainConfig):
-    """(unet, vae, image_encoder, camera_projection) to start from: preset, Zero-1-to-3 model, or SD variations."""
+    """(unet, vae, image_encoder, camera_projection, foreground_ratio or None) to start from: preset,
+    Zero-1-to-3 model, or SD variations."""
     from zero1to3.pipeline import Zero123Pipeline
 
     if config.init_from is None:
         model_config = preset(config.preset)
         torch.manual_seed(config.seed)
         return build_unet(model_config), build_vae(model_config), build_image_encoder(model_config), \
-            build_camera_projection(model_config)
+            build_camera_projection(model_config), None
     path = Path(config.init_from)
     unet_config = path / "unet" / "config.json"
     if path.is_dir() and unet_config.is_file() and json.loads(unet_config.read_text()).get("in_channels") == 4:
-        return _from_image_variations(path)
+        return (*_from_image_variations(path), None)
     pipe = Zero123Pipeline.from_pretrained(path, dtype=torch.float32)  # shipped weights may be fp16
-    return pipe.unet, pipe.vae, pipe.image_encoder, pipe.camera_projection
+    return pipe.unet, pipe.vae, pipe.image_encoder, pipe.camera_projection, pipe.foreground_ratio
 
 
 def _from_image_variations(path: Path):
@@ -258,7 +262,8 @@ class Trainer:
         # cpu=True without CUDA lets torchrun-launched CPU processes join over gloo (else each runs alone)
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
         acc = self.accelerator
-        unet, vae, encoder, projection = initial_components(config)
+        unet, vae, encoder, projection, init_ratio = initial_components(config)
+        self.foreground_ratio = config.foreground_ratio or init_ratio
         if config.vae_path:
             from diffusers import AutoencoderKL
 
@@ -524,7 +529,9 @@ class Trainer:
         if use_ema:
             self.ema.copy_to([p for p in module.parameters() if p.requires_grad])
         encoder = module.image_encoder if module.image_encoder is not None else copy.deepcopy(self.frozen_encoder)
-        return Zero123Pipeline(module.unet, copy.deepcopy(self.vae).float(), encoder.float(), module.camera_projection)
+        framing = {} if self.foreground_ratio is None else {"foreground_ratio": self.foreground_ratio}
+        return Zero123Pipeline(module.unet, copy.deepcopy(self.vae).float(), encoder.float(), module.camera_projection,
+                               **framing)
 
     def write_samples(self, count: int = 4) -> Path | None:
         if not self.accelerator.is_main_process:

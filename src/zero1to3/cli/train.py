@@ -19,6 +19,10 @@ HELP = {
     "mixed_precision": "no, fp16 or bf16",
     "train_image_encoder": "also train CLIP (the small preset has no pretrained one)",
     "resume": "continue from the latest checkpoint in output_dir if there is one",
+    "lr_schedule": "constant (the paper's) or cosine (to --min-lr-ratio over --max-steps or --max-minutes)",
+    "cache_latents": "encode every view once with the frozen VAE instead of two images per pair per step",
+    "foreground_ratio": "object size / image size in the training renders, stored in the export "
+                        "(default: the --init-from model's, else 200/256); our renders: about 0.6",
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -225,10 +226,11 @@ def load_views_array(root: str | os.PathLike[str], image_size: int, num_views: i
         kept.append(name)
     image_array = (np.stack(images) if images else np.zeros((0, num_views, image_size, image_size, 3), np.uint8))
     pose_array = (np.stack(poses).astype(np.float32) if poses else np.zeros((0, num_views, 3, 4), np.float32))
-    if cache:
-        tmp = cache_file.with_name(cache_file.name + ".tmp.npz")
-        np.savez(tmp, images=image_array, poses=pose_array, names=np.array(kept, dtype=str),
-                 skipped=np.array(skipped, dtype=str))
+    if cache:  # a private temporary per writer: ranks of one launch may write the same cache at once
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=cache_file.name + ".", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, images=image_array, poses=pose_array, names=np.array(kept, dtype=str),
+                     skipped=np.array(skipped, dtype=str))
         os.replace(tmp, cache_file)
     return image_array, pose_array, kept
 
