@@ -95,6 +95,7 @@ class BenchConfig:
     fast_mode: str | None = "cuda_graph"
     channels_last: bool = False
     fuse_qkv: bool = False
+    inductor_tuning: bool = False
     views: tuple[int, ...] = (1, 4, 16, 64)
     steps: int = 50
     solver_steps: int = 20
@@ -111,18 +112,20 @@ class BenchConfig:
     seed: int = 0
 
 
-#: Ablations: name -> (fast_mode, channels_last, fuse_qkv, dtype, rough seconds one row needs (compile: per shape)).
-VARIANTS: dict[str, tuple[str | None, bool, bool, str, float]] = {
-    "eager-fp16": (None, False, False, "fp16", 30.0),
-    "graph": ("cuda_graph", False, False, "fp16", 20.0),
-    "graph+cl": ("cuda_graph", True, False, "fp16", 20.0),
-    "graph+qkv": ("cuda_graph", False, True, "fp16", 20.0),
-    "graph+cl+qkv": ("cuda_graph", True, True, "fp16", 20.0),
-    "graph-bf16": ("cuda_graph", False, False, "bf16", 20.0),
-    "compile": ("compile", False, False, "fp16", 150.0),
-    "compile+cl": ("compile", True, False, "fp16", 150.0),
+#: Ablations: name -> (fast_mode, FastConfig options, dtype, rough seconds one row needs (compile: per shape)).
+VARIANTS: dict[str, tuple[str | None, dict[str, bool], str, float]] = {
+    "eager-fp16": (None, {}, "fp16", 30.0),
+    "graph": ("cuda_graph", {}, "fp16", 20.0),
+    "graph+cl": ("cuda_graph", {"channels_last": True}, "fp16", 20.0),
+    "graph+qkv": ("cuda_graph", {"fuse_qkv": True}, "fp16", 20.0),
+    "graph+cl+qkv": ("cuda_graph", {"channels_last": True, "fuse_qkv": True}, "fp16", 20.0),
+    "graph-bf16": ("cuda_graph", {}, "bf16", 20.0),
+    "compile": ("compile", {}, "fp16", 150.0),
+    "compile+cl": ("compile", {"channels_last": True}, "fp16", 150.0),
+    "compile+cl+qkv": ("compile", {"channels_last": True, "fuse_qkv": True}, "fp16", 150.0),
+    "compile+cl+tune": ("compile", {"channels_last": True, "inductor_tuning": True}, "fp16", 150.0),
 }
-DEFAULT_GPU_VARIANTS = ("graph+cl", "graph+qkv", "graph+cl+qkv", "graph-bf16", "compile+cl")
+DEFAULT_GPU_VARIANTS = ("graph", "graph+cl", "compile+cl", "compile+cl+tune")
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -421,7 +424,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> Bench
     else:
         fast_pipe = _load_pipeline(cfg, device, fast_dtype)
     if cfg.fast_mode:
-        fast_pipe.enable_fast_path(cfg.fast_mode, channels_last=cfg.channels_last, fuse_qkv=cfg.fuse_qkv)
+        fast_pipe.enable_fast_path(cfg.fast_mode, **_main_options(cfg))
     else:
         fast_pipe.enable_fast_path(None)
     what = cfg.model or f"random weights, preset {_preset_name(cfg, device)}"
@@ -497,14 +500,14 @@ def _run_variants(cfg: BenchConfig, fast_pipe: Zero123Pipeline, ref_pipe: Zero12
     for name in cfg.variants:
         if name not in VARIANTS:
             raise ValueError(f"unknown variant {name!r}; expected one of {', '.join(VARIANTS)}")
-        mode, cl, qkv, dtype_name, need = VARIANTS[name]
+        mode, options, dtype_name, need = VARIANTS[name]
         if not fits(f"variant {name}", need):
             continue
         pipe = fast_pipe
         if DTYPES[dtype_name] != fast_pipe.dtype:
             source = ref_pipe if ref_pipe is not None else fast_pipe
             pipe = clone_pipeline(source, DTYPES[dtype_name])
-        pipe.enable_fast_path(mode, channels_last=cl, fuse_qkv=qkv) if mode else pipe.enable_fast_path(None)
+        pipe.enable_fast_path(mode, **options) if mode else pipe.enable_fast_path(None)
         try:
             for v in views:
                 if not fits(f"variant {name} at {v} views", need + 0.3 * v):
@@ -523,9 +526,13 @@ def _run_variants(cfg: BenchConfig, fast_pipe: Zero123Pipeline, ref_pipe: Zero12
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     # leave the main pipeline as the main table measured it
-    fast_pipe.enable_fast_path(cfg.fast_mode, channels_last=cfg.channels_last, fuse_qkv=cfg.fuse_qkv) \
-        if cfg.fast_mode else fast_pipe.enable_fast_path(None)
+    fast_pipe.enable_fast_path(cfg.fast_mode, **_main_options(cfg)) if cfg.fast_mode \
+        else fast_pipe.enable_fast_path(None)
     return rows
+
+
+def _main_options(cfg: BenchConfig) -> dict[str, bool]:
+    return {"channels_last": cfg.channels_last, "fuse_qkv": cfg.fuse_qkv, "inductor_tuning": cfg.inductor_tuning}
 
 
 def _speedup(row: Row, ref_rows: dict[int, Row]) -> None:

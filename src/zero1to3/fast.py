@@ -44,6 +44,9 @@ class FastConfig:
     mode: str = "cuda_graph"
     channels_last: bool = False
     fuse_qkv: bool = False
+    #: "compile" only: inductor's 1x1-convolutions-as-matmuls (fusable epilogues) and coordinate-descent
+    #: kernel tuning. Longer first compile; global inductor settings, restored to defaults when off.
+    inductor_tuning: bool = False
     cudnn_benchmark: bool = True
     warmup_iters: int = 2
 
@@ -103,6 +106,10 @@ class FastDenoiser:
             pipe.unet.unfuse_qkv_projections()
             pipe.unet._zero1to3_fused = False
         if cfg.mode == "compile":
+            import torch._inductor.config as inductor
+
+            inductor.conv_1x1_as_mm = cfg.inductor_tuning
+            inductor.coordinate_descent_tuning = cfg.inductor_tuning
             self._unet_fn = torch.compile(pipe.unet, dynamic=False)
         else:
             self._unet_fn = pipe.unet
@@ -131,7 +138,11 @@ class FastDenoiser:
         if self.config.channels_last:
             sample = sample.contiguous(memory_format=torch.channels_last)
         n = sample.shape[0]
-        eps = self._unet_fn(sample, e.t.expand(n), encoder_hidden_states=e.ctx).sample
+        t = e.t.expand(n)
+        if self.config.mode == "compile":  # one inductor compile for every batch size (graphs stay per size)
+            for tensor in (sample, t, e.ctx):
+                torch._dynamo.mark_dynamic(tensor, 0)
+        eps = self._unet_fn(sample, t, encoder_hidden_states=e.ctx).sample
         if guided:
             eps_u, eps_c = eps.chunk(2)
             eps = eps_u + e.scale.to(dtype) * (eps_c - eps_u)
