@@ -98,6 +98,14 @@ def evaluate(pipe, images: np.ndarray, poses: np.ndarray, steps: int, limit: int
             entry[metric] = summary.mean
             entry[f"{metric}_ci95"] = [summary.low, summary.high]
         table[name] = entry
+    for baseline in ("input_copy", "zero_pose"):  # paired per object: the same objects, views and targets
+        diff = np.array(scores["model"]) - np.array(scores[baseline])
+        entry = {"objects": len(diff)}
+        for column, metric in enumerate(("psnr", "ssim")):
+            summary = summarize(diff[:, column])
+            entry[metric] = summary.mean
+            entry[f"{metric}_ci95"] = [summary.low, summary.high]
+        table[f"model_minus_{baseline}"] = entry
     return table
 
 
