@@ -62,3 +62,21 @@ def test_unreadable_image_error(model_dir, tmp_path, capsys):
     bad.write_bytes(b"nope")
     assert main(["nvs", str(bad), "--model", str(model_dir), "--steps", "1", "--device", "cpu"]) == 2
     assert "cannot read image" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode,expected", [("auto", None), ("eager", "eager"), ("cuda_graph", "cuda_graph"),
+                                           ("compile", "compile")])
+def test_fast_mode_option_reaches_the_pipeline(model_dir, mode, expected):
+    import argparse
+
+    from zero1to3.cli.common import add_model_arguments, load_pipeline
+
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    pipe = load_pipeline(parser.parse_args(["--model", str(model_dir), "--device", "cpu", "--fast-mode", mode]))
+    fast = getattr(pipe, "_fast_denoiser", None)
+    if expected is None or expected == "eager":
+        assert fast is None and getattr(pipe, "_fast_auto", True) == (expected is None)
+    else:
+        assert fast.config.mode == expected and fast.config.channels_last == (mode == "compile")
+        assert not fast.active  # on a CPU every mode samples eagerly

@@ -6,6 +6,7 @@ import argparse
 import math
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+FAST_MODES = ("auto", "cuda_graph", "compile", "eager")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     group.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                        help="weights precision (default: fp16 on GPU, fp32 on CPU)")
+    group.add_argument("--fast-mode", choices=FAST_MODES, default="auto",
+                       help="GPU sampling: auto/cuda_graph (graph replay, ~3 s warm-up), compile (torch.compile + "
+                            "channels-last + graph replay: about 2x faster per step, but the first call compiles "
+                            "for about 80 s; for servers and batch jobs), eager; CPU always runs eager")
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, steps: int = 50) -> None:
@@ -56,8 +61,14 @@ def load_pipeline(args: argparse.Namespace):
     dtype_name = args.dtype or ("fp16" if device.startswith("cuda") else "fp32")
     dtype = getattr(torch, DTYPES[dtype_name])
     try:
-        return Zero123Pipeline.from_pretrained(args.model, image_encoder=args.image_encoder,
+        pipe = Zero123Pipeline.from_pretrained(args.model, image_encoder=args.image_encoder,
                                                use_ema=not args.no_ema, original_config=args.original_config,
                                                device=device, dtype=dtype)
     except (ModelLoadError, ValueError) as exc:
         raise CLIError(str(exc)) from None
+    mode = getattr(args, "fast_mode", "auto")
+    if mode == "compile":  # the fastest measured setting (docs/benchmarks.md)
+        pipe.enable_fast_path("compile", channels_last=True)
+    elif mode != "auto":
+        pipe.enable_fast_path(None if mode == "eager" else mode)
+    return pipe
