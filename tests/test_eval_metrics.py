@@ -48,6 +48,28 @@ def test_t_interval_known_value() -> None:
     assert s.low == pytest.approx(3 - half) and s.high == pytest.approx(3 + half)
 
 
+def test_paired_differences_against_hand_computed_values(tmp_path) -> None:
+    """first method - each other one, object by object: mean 4/3, t(0.975, 2) * sd / sqrt(3) = 1.4342."""
+    from zero1to3.evaluation.results import EvalResult
+
+    objects = [{"object": f"o{i}", "scores": {"model": {"psnr": a}, "copy": {"psnr": b}}}
+               for i, (a, b) in enumerate([(10.0, 9.0), (12.0, 10.0), (14.0, 13.0)])]
+    objects.append({"object": "o3", "scores": {"model": {"psnr": 30.0}}})  # no baseline score: not paired
+    result = EvalResult(kind="nvs", config={}, methods=["model", "copy"], metrics=["psnr"], objects=objects)
+    result.compute_summary()
+    diff = result.paired["copy"]["psnr"]
+    assert diff.n == 3 and diff.mean == pytest.approx(4 / 3)
+    assert (diff.low, diff.high) == pytest.approx((4 / 3 - 1.43425, 4 / 3 + 1.43425), abs=1e-4)
+    # the unpaired intervals overlap although every object is better: what pairing is for
+    assert result.summary["model"]["psnr"].low < result.summary["copy"]["psnr"].high
+    table = result.markdown()
+    assert "| model − copy (paired) | 1.3333 [-0.1009, 2.7676] | 3 |" in table
+    result.write(tmp_path)
+    import json
+
+    assert json.loads((tmp_path / "summary.json").read_text())["paired"]["model - copy"]["psnr"]["n"] == 3
+
+
 def test_bootstrap_interval_is_reproducible_and_brackets_mean() -> None:
     values = np.random.default_rng(0).normal(20, 2, size=40).tolist()
     a, b = summarize(values, "bootstrap", seed=3), summarize(values, "bootstrap", seed=3)

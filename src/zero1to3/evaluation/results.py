@@ -79,7 +79,9 @@ class EvalResult:
     """Scores of one evaluation run.
 
     ``objects``: per-object records (``scores[method][metric]`` = the object's mean over views and
-    samples); ``summary[method][metric]``: mean over objects with a 95% interval; ``set_metrics``:
+    samples); ``summary[method][metric]``: mean over objects with a 95% interval; ``paired[other][metric]``:
+    the first method minus each other one, object by object (the fair test of "beats": it removes the
+    spread between objects that both methods share); ``set_metrics``:
     metrics defined on the whole set only (FID); ``notices``: one line per skipped metric or object.
     """
 
@@ -89,6 +91,7 @@ class EvalResult:
     metrics: list[str]
     objects: list[dict[str, Any]]
     summary: dict[str, dict[str, Summary]] = field(default_factory=dict)
+    paired: dict[str, dict[str, Summary]] = field(default_factory=dict)
     set_metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     out_dir: Path | None = None
@@ -99,6 +102,12 @@ class EvalResult:
         self.summary = {m: {k: summarize([o["scores"][m].get(k) for o in self.objects if m in o["scores"]],
                                          method=ci, seed=seed)
                             for k in self.metrics} for m in self.methods}
+        first = self.methods[0] if self.methods else None
+        self.paired = {}
+        for other in self.methods[1:]:
+            both = [o["scores"] for o in self.objects if first in o["scores"] and other in o["scores"]]
+            self.paired[other] = {k: summarize([_difference(sc[first].get(k), sc[other].get(k)) for sc in both],
+                                               method=ci, seed=seed) for k in self.metrics}
 
     def mean(self, method: str, metric: str) -> float:
         """Mean over objects (or the set-level value, for FID)."""
@@ -111,6 +120,8 @@ class EvalResult:
         return {"kind": self.kind, "config": self.config, "methods": self.methods, "metrics": self.metrics,
                 "ci": f"95% {self.config.get('ci', 't')} interval over objects",
                 "summary": {m: {k: s.as_dict() for k, s in d.items()} for m, d in self.summary.items()},
+                "paired": {f"{self.methods[0]} - {m}": {k: s.as_dict() for k, s in d.items()}
+                           for m, d in self.paired.items()},
                 "set_metrics": self.set_metrics, "notices": self.notices, "objects": self.objects}
 
     def markdown(self, digits: int = 4) -> str:
@@ -129,10 +140,16 @@ class EvalResult:
             n = max((s.n for s in self.summary[m].values()), default=0)
             cells.append(str(n))
             lines.append("| " + " | ".join(cells) + " |")
+        for m, diffs in self.paired.items():
+            cells = [f"{self.methods[0]} − {m} (paired)"] + [_fmt_summary(diffs[c], digits) for c in self.metrics]
+            cells += [""] * len(set_names) + [str(max((s.n for s in diffs.values()), default=0))]
+            lines.append("| " + " | ".join(cells) + " |")
         ci = self.config.get("ci", "t")
         lines.append("")
         lines.append(f"Mean over objects with 95% {'Student-t' if ci == 't' else 'percentile-bootstrap'} "
                      "interval in brackets; each object's score is its mean over target views and samples."
+                     + (" Paired rows: per-object differences, same interval; an interval clear of 0 means the "
+                        "difference is not chance." if self.paired else "")
                      + (" FID is computed once over all target views (no interval)." if set_names else ""))
         for note in self.notices:
             lines.append(f"\n> {note}")
@@ -162,6 +179,10 @@ class EvalResult:
                 w.writerow(["ci95_high", m] + [_num(s[k].high) for k in self.metrics] + [""] * len(set_names))
         self.files.update({"markdown": md, "json": js, "csv": cs})
         return {"markdown": md, "json": js, "csv": cs}
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
 
 def _num(v: float | None) -> str:
