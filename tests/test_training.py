@@ -181,7 +181,9 @@ def test_accelerate_launch_two_processes_cpu(tmp_path):
         f"cfg = TrainConfig(output_dir=r'{tmp_path / 'run'}', batch_size=4, max_steps=2, checkpoint_every=2,"
         " sample_every=0, log_every=1, train_image_encoder=True)\n"
         "t = Trainer(cfg, arrays=(d['images'], d['poses']))\n"
-        "print('world', t.accelerator.num_processes, 'rank', t.accelerator.process_index, t.fit(), flush=True)\n")
+        "r = t.fit()\n"
+        "line = f'world {t.accelerator.num_processes} rank {t.accelerator.process_index} {r}\\n'\n"
+        "sys.stdout.write(line); sys.stdout.flush()  # one write: the two ranks share the pipe\n")
     # --multi_gpu selects accelerate's torchrun launcher; with no GPU the processes join over gloo (MULTI_CPU)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
     errors = []
