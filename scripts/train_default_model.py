@@ -89,23 +89,18 @@ def evaluate(pipe, images: np.ndarray, poses: np.ndarray, steps: int, limit: int
             for name, pred in preds.items():
                 p = torch.from_numpy(pred[k]).permute(0, 3, 1, 2).float() / 255.0
                 scores[name].append((psnr(p, gt).mean().item(), ssim(p, gt).mean().item()))
-    table = {}
-    for name, rows in scores.items():
-        arr = np.array(rows)
-        entry: dict = {"objects": len(arr)}
+    def entry(rows: np.ndarray) -> dict:
+        """Mean over objects and 95% t-interval of the (psnr, ssim) columns."""
+        out: dict = {"objects": len(rows)}
         for column, metric in enumerate(("psnr", "ssim")):
-            summary = summarize(arr[:, column])  # mean over objects, 95% t-interval
-            entry[metric] = summary.mean
-            entry[f"{metric}_ci95"] = [summary.low, summary.high]
-        table[name] = entry
+            summary = summarize(rows[:, column])
+            out[metric] = summary.mean
+            out[f"{metric}_ci95"] = [summary.low, summary.high]
+        return out
+
+    table = {name: entry(np.array(rows)) for name, rows in scores.items()}
     for baseline in ("input_copy", "zero_pose"):  # paired per object: the same objects, views and targets
-        diff = np.array(scores["model"]) - np.array(scores[baseline])
-        entry = {"objects": len(diff)}
-        for column, metric in enumerate(("psnr", "ssim")):
-            summary = summarize(diff[:, column])
-            entry[metric] = summary.mean
-            entry[f"{metric}_ci95"] = [summary.low, summary.high]
-        table[f"model_minus_{baseline}"] = entry
+        table[f"model_minus_{baseline}"] = entry(np.array(scores["model"]) - np.array(scores[baseline]))
     return table
 
 
