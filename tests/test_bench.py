@@ -127,8 +127,11 @@ def test_cuda_graph_matches_eager(dtype):
         assert fast_mode(gpu) == "cuda_graph"
         fast = gpu(synthetic_image(gpu.image_size), orbit_poses(3), num_samples=1, num_inference_steps=10, seed=1,
                    preprocess=False, return_latents=True)
-        assert gpu._fast_denoiser._entries, "no graph was captured"
-        assert all(e.graph is not None for e in gpu._fast_denoiser._entries.values())
+        fast_path = gpu._fast_denoiser
+        assert fast_path._entries, "no graph was captured"
+        assert all(e.graph is not None for e in fast_path._entries.values())
+        assert sorted(k[1] for k in fast_path._calls) == ["decode", "encode"], "encoder/decoder not captured"
+        assert all(c.graph is not None for c in fast_path._calls.values()) and not fast_path.failures
         rel = ((fast.latents - eager.latents).norm() / eager.latents.norm()).item()
         assert rel < (3e-2 if dtype == torch.bfloat16 else 1e-2), (options, rel)
     gpu.enable_fast_path(None)
@@ -170,3 +173,86 @@ def test_cuda_graph_recaptures_after_dtype_change():
     c = _sample(gpu, views=1, steps=4)
     assert np.abs(b.astype(int) - c.astype(int)).mean() < 0.5  # fp32 graph vs fp32 eager
     assert np.abs(a.astype(int) - c.astype(int)).mean() < 3  # fp16 graph vs fp32 eager
+
+
+def test_static_codecs_and_shortcut_match_eager_pipeline(pipe):
+    """The captured encoder/decoder bodies (static buffers) give the eager pipeline's images; a second request
+    with another input reloads the buffers; the attention shortcut changes nothing visible."""
+    image_a, image_b = synthetic_image(pipe.image_size, seed=1), synthetic_image(pipe.image_size, seed=2)
+    try:
+        pipe.enable_fast_path(None)
+        want = [_sample_image(pipe, im) for im in (image_a, image_b)]
+        pipe.enable_fast_path("static", single_token_attention=False)
+        got = [_sample_image(pipe, im) for im in (image_a, image_b)]
+        names = sorted(key[1] for key in pipe._fast_denoiser._calls)
+        assert names == ["decode", "encode"]
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+        pipe.enable_fast_path("static")  # with the one-token attention shortcut (the default)
+        shortcut = _sample_image(pipe, image_a)
+        assert np.abs(shortcut.astype(int) - want[0].astype(int)).max() <= 1
+        pipe.enable_fast_path(None)
+        from zero1to3.model import uses_single_token_cross_attention
+        assert not uses_single_token_cross_attention(pipe.unet)  # released with the fast path
+    finally:
+        pipe.enable_fast_path(None)
+
+
+def _sample_image(pipe, image) -> np.ndarray:
+    return pipe(image, orbit_poses(2), num_samples=1, num_inference_steps=3, seed=0, preprocess=False).array
+
+
+def test_compile_blocks_compiles_and_releases(pipe):
+    """Regional compilation wraps every ResNet block and transformer, keeps the outputs, and can be undone."""
+    from zero1to3.fast import REGIONAL_BLOCKS, compile_blocks
+
+    unet = pipe.unet
+    blocks = [m for m in unet.modules() if type(m).__name__ in REGIONAL_BLOCKS]
+    size = unet.config.sample_size
+    x = torch.randn(2, 8, size, size, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([3, 700])
+    ctx = torch.randn(2, 1, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = unet(x, t, encoder_hidden_states=ctx).sample
+        try:
+            assert compile_blocks(unet, backend="eager") == len(blocks) > 0
+            assert all(b._compiled_call_impl is not None for b in blocks)
+            got = unet(x, t, encoder_hidden_states=ctx).sample
+        finally:
+            compile_blocks(unet, enable=False)
+    assert all(b._compiled_call_impl is None for b in blocks)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_profile_breaks_a_call_down(pipe):
+    from zero1to3.bench import kernel_class, profile_call
+
+    try:
+        pipe.enable_fast_path("static")
+        prof = profile_call(pipe, 2, steps=3, repeats=1)
+    finally:
+        pipe.enable_fast_path(None)
+    assert set(prof["stages_s"]) == {"encode input", "sampler", "decode + uint8"}
+    assert all(v > 0 for v in prof["stages_s"].values())
+    assert prof["step_gpu_ms"] > 0 and "convolution" in prof["step_ms_by_class"]
+    assert abs(sum(prof["step_ms_by_class"].values()) - prof["step_gpu_ms"]) < 1e-6
+    assert kernel_class("pytorch_flash::flash_fwd_kernel<...>") == "attention"
+    assert kernel_class("sm90_xmma_fprop_implicit_gemm_f16f16") == "convolution"
+    assert kernel_class("nvjet_hsh_128x256_64x4_2x1_v_bz_coopA_NTN") == "matmul"
+    assert kernel_class("triton_red_fused_native_group_norm_silu_3") == "inductor fused"
+
+
+@pytest.mark.gpu
+@cuda
+def test_regional_compile_matches_eager():
+    gpu = build_random_pipeline("tiny", "cuda", torch.float16, seed=0)
+    gpu.enable_fast_path(None)
+    eager = gpu(synthetic_image(gpu.image_size), orbit_poses(2), num_samples=1, num_inference_steps=6, seed=1,
+                preprocess=False, return_latents=True)
+    gpu.enable_fast_path("compile", channels_last=True, compile_scope="blocks")
+    fast = gpu(synthetic_image(gpu.image_size), orbit_poses(2), num_samples=1, num_inference_steps=6, seed=1,
+               preprocess=False, return_latents=True)
+    assert fast_mode(gpu) == "compile" and not gpu._fast_denoiser.failures
+    rel = ((fast.latents - eager.latents).norm() / eager.latents.norm()).item()
+    assert rel < 1e-2, rel
+    gpu.enable_fast_path(None)

@@ -177,3 +177,48 @@ def test_bad_inputs(pipe, tmp_path):
         pipe(torch.zeros(1, 3, 32, 32), RelativePose.from_degrees(0, 90), num_inference_steps=2)
     with pytest.raises(ValueError, match="num_samples"):
         pipe(torch.zeros(1, 3, 64, 64), RelativePose.from_degrees(0, 90), num_samples=0)
+
+
+def test_single_token_cross_attention_equals_standard_attention():
+    """softmax over one key is 1: the shortcut processor must give the standard processor's UNet output,
+    and longer contexts must fall back to the standard computation."""
+    from zero1to3.model import (SingleTokenCrossAttention, build_unet, preset, use_single_token_cross_attention,
+                                uses_single_token_cross_attention)
+
+    torch.manual_seed(0)
+    unet = build_unet(preset("tiny")).eval()
+    size = unet.config.sample_size
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 8, size, size, generator=gen)
+    t = torch.tensor([10, 500, 990])
+    for tokens in (1, 3):
+        ctx = torch.randn(3, tokens, unet.config.cross_attention_dim, generator=gen)
+        with torch.no_grad():
+            use_single_token_cross_attention(unet, False)
+            want = unet(x, t, encoder_hidden_states=ctx).sample
+            n = use_single_token_cross_attention(unet)
+            got = unet(x, t, encoder_hidden_states=ctx).sample
+        assert n == sum(name.endswith("attn2.processor") for name in unet.attn_processors) > 0
+        assert uses_single_token_cross_attention(unet)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    # the shortcut is taken for one token: the query projection is never called
+    calls = []
+    block_attn = next(m for name, m in unet.named_modules() if name.endswith("attn2"))
+    hook = block_attn.to_q.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        unet(x, t, encoder_hidden_states=torch.randn(3, 1, unet.config.cross_attention_dim))
+    hook.remove()
+    assert calls == [] and isinstance(block_attn.processor, SingleTokenCrossAttention)
+    use_single_token_cross_attention(unet, False)
+    assert not uses_single_token_cross_attention(unet)
+
+
+def test_clip_preprocess_normalises_each_channel():
+    """Hand-computed: a constant image c in [-1, 1] becomes ((c + 1) / 2 - mean_k) / std_k in channel k."""
+    from zero1to3.model import CLIP_MEAN, CLIP_STD, clip_preprocess
+
+    image = torch.full((2, 3, 16, 16), 0.5)
+    out = clip_preprocess(image, 8)
+    assert out.shape == (2, 3, 8, 8)
+    for k in range(3):
+        torch.testing.assert_close(out[:, k], torch.full((2, 8, 8), (0.75 - CLIP_MEAN[k]) / CLIP_STD[k]))

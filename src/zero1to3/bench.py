@@ -27,7 +27,7 @@ import torch
 from zero1to3.camera import RelativePose
 from zero1to3.fast import fast_mode
 from zero1to3.model import build_camera_projection, build_image_encoder, build_scheduler, build_unet, build_vae, preset
-from zero1to3.pipeline import Zero123Pipeline, make_scheduler, reference_ddim_timesteps
+from zero1to3.pipeline import Conditioning, Zero123Pipeline, make_scheduler, reference_ddim_timesteps, to_uint8
 
 #: Issue 4's targets (H100, official size, 256 px, guidance on): (label, views, sampler, steps, max s/call).
 TARGETS: tuple[tuple[str, int, str, int, float], ...] = (
@@ -96,6 +96,7 @@ class BenchConfig:
     channels_last: bool = False
     fuse_qkv: bool = False
     inductor_tuning: bool = False
+    compile_scope: str = "unet"
     views: tuple[int, ...] = (1, 4, 16, 64)
     steps: int = 50
     solver_steps: int = 20
@@ -110,8 +111,10 @@ class BenchConfig:
     time_budget_s: float = 480.0  # skip what would not fit; the whole run must stay under the device limit
     threads: int | None = None  # CPU threads (default 2 on CPU)
     seed: int = 0
+    profile_views: tuple[int, ...] = ()  # where the time of one call goes (stages and kernel classes)
 
 
+PLAIN = {"single_token_attention": False, "graph_codecs": False}
 #: Ablations: name -> (fast_mode, FastConfig options, dtype, rough seconds one row needs (compile: per shape)).
 VARIANTS: dict[str, tuple[str | None, dict[str, bool], str, float]] = {
     "eager-fp16": (None, {}, "fp16", 30.0),
@@ -124,6 +127,11 @@ VARIANTS: dict[str, tuple[str | None, dict[str, bool], str, float]] = {
     "compile+cl": ("compile", {"channels_last": True}, "fp16", 150.0),
     "compile+cl+qkv": ("compile", {"channels_last": True, "fuse_qkv": True}, "fp16", 150.0),
     "compile+cl+tune": ("compile", {"channels_last": True, "inductor_tuning": True}, "fp16", 150.0),
+    "compile+cl+blocks": ("compile", {"channels_last": True, "compile_scope": "blocks"}, "fp16", 100.0),
+    "compile+cl+blocks-dyn": ("compile", {"channels_last": True, "compile_scope": "blocks-dynamic"}, "fp16", 100.0),
+    # without the one-token attention shortcut and the captured encoders/decoder (the earlier fast path)
+    "graph+cl-plain": ("cuda_graph", {"channels_last": True, **PLAIN}, "fp16", 20.0),
+    "compile+cl-plain": ("compile", {"channels_last": True, **PLAIN}, "fp16", 150.0),
 }
 DEFAULT_GPU_VARIANTS = ("graph", "graph+cl", "compile+cl", "compile+cl+tune")
 
@@ -141,6 +149,7 @@ class BenchResult:
     quality: dict | None = None
     fidelity: dict | None = None
     skipped: list[str] = field(default_factory=list)
+    profiles: list[dict] = field(default_factory=list)
     total_s: float = 0.0
 
     def to_dict(self) -> dict:
@@ -152,6 +161,7 @@ class BenchResult:
                 "ceiling_tflops": self.ceiling_tflops, "ceiling": self.ceiling_desc,
                 "rows": [r.to_dict() for r in self.rows], "variants": [r.to_dict() for r in self.variants],
                 "quality": self.quality, "fidelity": self.fidelity, "skipped": self.skipped,
+                "profiles": self.profiles,
                 "targets": target_report(self), "total_s": self.total_s}
 
 
@@ -322,6 +332,75 @@ def measure(pipe: Zero123Pipeline, *, path: str, views: int, scheduler: str, ste
     return row, out
 
 
+#: Kernel classes of the profile, first match wins (names of cuDNN, cuBLAS, FlashAttention, inductor kernels).
+KERNEL_CLASSES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("attention", ("flash", "fmha", "attention", "sdpa")),
+    ("convolution", ("fprop", "conv", "implicit")),
+    ("matmul", ("gemm", "nvjet", "matmul", "cublas")),
+    ("inductor fused", ("triton",)),
+    ("normalisation", ("norm",)),
+)
+
+
+def kernel_class(name: str) -> str:
+    lower = name.lower()
+    return next((label for label, keys in KERNEL_CLASSES if any(k in lower for k in keys)), "other elementwise/copy")
+
+
+@torch.no_grad()
+def profile_call(pipe: Zero123Pipeline, views: int, *, scheduler: str = "ddim", steps: int = 50,
+                 guidance_scale: float = 3.0, seed: int = 0, repeats: int = 3) -> dict:
+    """Where one ``pipe(image, views poses)`` call spends its time: host-timed stages (input encoding,
+    sampler, VAE decode + uint8, median of ``repeats``) and the time of one guided UNet step by kernel class
+    (torch.profiler over the fast path's step body run outside its graph: the same kernels)."""
+    from zero1to3 import fast as fast_module
+
+    device = pipe.device
+    image = pipe.image_to_tensor(synthetic_image(pipe.image_size, seed))
+    vectors = pipe.pose_vectors(orbit_poses(views))
+    stages: dict[str, list[float]] = {"encode input": [], "sampler": [], "decode + uint8": []}
+    for _ in range(repeats + 1):  # the first round warms up (capture / compile) and is dropped
+        t0 = time.perf_counter()
+        cond = Conditioning(*fast_module.encode_condition(pipe, image)).repeat(views)
+        _sync(device)
+        t1 = time.perf_counter()
+        lat = pipe.sample_latents(cond, vectors, num_inference_steps=steps, guidance_scale=guidance_scale,
+                                  scheduler=scheduler, generator=torch.Generator().manual_seed(seed))
+        _sync(device)
+        t2 = time.perf_counter()
+        to_uint8(fast_module.decode_latents(pipe, lat))
+        t3 = time.perf_counter()
+        for key, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2)):
+            stages[key].append(dt)
+    out: dict = {"views": views, "sampler": f"{scheduler} {steps}", "mode": fast_mode(pipe),
+                 "stages_s": {k: statistics.median(v[1:]) for k, v in stages.items()}}
+    fast = getattr(pipe, "_fast_denoiser", None)
+    entries = [e for e in (fast._entries.values() if fast is not None else []) if e.x.shape[0] == views]
+    if not entries:  # eager path: nothing captured to profile
+        return out
+    from torch.profiler import ProfilerActivity, profile
+
+    entry, runs = entries[0], 3
+    guided = entry.concat.shape[0] == 2 * views
+    on_gpu = device.type == "cuda"  # on CPU ("static" mode, tests) the classes are of aten ops' own time
+    with profile(activities=[ProfilerActivity.CUDA if on_gpu else ProfilerActivity.CPU]) as prof:
+        for _ in range(runs):
+            fast._run_body(entry, guided)
+        _sync(device)
+    per_class: dict[str, float] = {}
+    kernels: dict[str, float] = {}
+    for ev in prof.key_averages():
+        us = (getattr(ev, "self_device_time_total", 0.0) if on_gpu else ev.self_cpu_time_total) or 0.0
+        if us <= 0 or ev.key.startswith(("cudaGraph", "Memcpy", "Memset")):
+            continue
+        per_class[kernel_class(ev.key)] = per_class.get(kernel_class(ev.key), 0.0) + us / runs / 1e3
+        kernels[ev.key] = kernels.get(ev.key, 0.0) + us / runs / 1e3
+    out["step_gpu_ms"] = sum(per_class.values())
+    out["step_ms_by_class"] = dict(sorted(per_class.items(), key=lambda kv: -kv[1]))
+    out["top_kernels_ms"] = dict(sorted(kernels.items(), key=lambda kv: -kv[1])[:8])
+    return out
+
+
 def _psnr_ssim(a: np.ndarray, b: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-image PSNR (dB) and SSIM of uint8 [N,H,W,3] arrays, data range 1 (torchmetrics functional)."""
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
@@ -480,6 +559,13 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> Bench
         log(f"DPM-Solver++ {cfg.solver_steps} vs DDIM {cfg.steps}: PSNR {quality['psnr_mean']:.2f} dB, "
             f"SSIM {quality['ssim_mean']:.4f}")
 
+    profiles = []
+    for v in cfg.profile_views:
+        if fits(f"profile at {v} views", 10.0 + 0.3 * v):
+            profiles.append(profile_call(fast_pipe, v, steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                                         seed=cfg.seed))
+            log(f"profile at {v} views: {profiles[-1]}")
+
     variants: list[Row] = []
     if cfg.variants and device.type == "cuda":
         variants = _run_variants(cfg, fast_pipe, ref_pipe, common, ref_rows, fits, log)
@@ -487,7 +573,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> Bench
         skipped.append("ablation variants (CUDA only)")
 
     result = BenchResult(rows=rows, variants=variants, env=env, flops_per_view_step=flops, ceiling_tflops=ceiling,
-                         ceiling_desc=ceiling_desc, quality=quality, fidelity=fidelity, skipped=skipped)
+                         ceiling_desc=ceiling_desc, quality=quality, fidelity=fidelity, skipped=skipped,
+                         profiles=profiles)
     result.total_s = time.perf_counter() - t_start
     return result
 
@@ -531,8 +618,12 @@ def _run_variants(cfg: BenchConfig, fast_pipe: Zero123Pipeline, ref_pipe: Zero12
     return rows
 
 
-def _main_options(cfg: BenchConfig) -> dict[str, bool]:
-    return {"channels_last": cfg.channels_last, "fuse_qkv": cfg.fuse_qkv, "inductor_tuning": cfg.inductor_tuning}
+def _main_options(cfg: BenchConfig) -> dict[str, bool | str]:
+    options: dict[str, bool | str] = {"channels_last": cfg.channels_last, "fuse_qkv": cfg.fuse_qkv,
+                                      "inductor_tuning": cfg.inductor_tuning}
+    if cfg.fast_mode == "compile":
+        options["compile_scope"] = cfg.compile_scope
+    return options
 
 
 def _speedup(row: Row, ref_rows: dict[int, Row]) -> None:
@@ -619,6 +710,15 @@ def to_markdown(result: BenchResult) -> str:
         lines += ["", f"Fewer steps: {q['fast']} vs {q['reference']} from the same initial noise "
                   f"({q['images']} image x {q['views_per_image']} views): PSNR {q['psnr_mean']:.2f} dB "
                   f"(min {q['psnr_min']:.2f}), SSIM {q['ssim_mean']:.4f} (min {q['ssim_min']:.4f})."]
+    for prof in result.profiles:
+        lines += ["", f"### Where the time goes: {prof['views']} view(s), {prof['sampler']}, {prof['mode']}", "",
+                  "| stage | seconds |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in prof["stages_s"].items()]
+        if "step_ms_by_class" in prof:
+            lines += ["", f"One guided UNet step, GPU time by kernel class (total {prof['step_gpu_ms']:.2f} ms):", "",
+                      "| kernel class | ms per step | share |", "|---|---|---|"]
+            lines += [f"| {k} | {v:.3f} | {100 * v / prof['step_gpu_ms']:.0f}% |"
+                      for k, v in prof["step_ms_by_class"].items()]
     targets = target_report(result)
     if targets:
         lines += ["", "### Targets", ""] + [f"- {t['target']}: {t['measured']:.3f} -> {'met' if t['met'] else 'NOT met'}"

@@ -5,10 +5,15 @@ launch gaps cost more than their arithmetic. Capturing the whole guided step (co
 batch, guidance combination) once per (batch, dtype, guided) and replaying it removes those gaps; the
 sampler (DDIM / DPM-Solver++) stays eager and untouched, so the trajectory is the pipeline's own.
 
+The per-request work around the sampler (CLIP + VAE encoding of the input, VAE decoding of small batches)
+is captured the same way (``graph_codecs``), and the one-token cross-attention takes its exact shortcut
+(``single_token_attention``, :class:`zero1to3.model.SingleTokenCrossAttention`).
+
 Use::
 
     pipe.enable_fast_path("cuda_graph")               # the default on CUDA ("auto")
     pipe.enable_fast_path("compile", channels_last=True)  # inductor kernels, then the same graph capture
+    pipe.enable_fast_path("compile", channels_last=True, compile_scope="blocks")  # regional: short warm-up
     pipe.enable_fast_path(None)                       # eager, the reference numerics
 
 On CPU (or anything that is not CUDA) every mode falls back to the eager ``pipe.guided_noise`` exactly.
@@ -27,6 +32,8 @@ from typing import Any, Callable, Literal
 
 import torch
 
+from zero1to3.model import use_single_token_cross_attention, uses_single_token_cross_attention
+
 log = logging.getLogger(__name__)
 
 FastMode = Literal["cuda_graph", "compile", "static", "auto"]
@@ -44,6 +51,17 @@ class FastConfig:
     mode: str = "cuda_graph"
     channels_last: bool = False
     fuse_qkv: bool = False
+    #: exact shortcut of the one-token cross-attention (no query projection, no attention kernel)
+    single_token_attention: bool = True
+    #: capture CLIP + VAE encoding of the input, and VAE decoding of batches up to ``codec_max_batch``
+    graph_codecs: bool = True
+    codec_max_batch: int = 16
+    #: "compile" only: "unet" compiles the whole UNet (one long compile, cross-block fusion); "blocks"
+    #: compiles each ResNet block and transformer (regional compilation: identical blocks share kernels,
+    #: so the first call compiles far less)
+    #: "blocks-dynamic" lets dynamo generalise a block's shapes after the first recompile (fewest compiles,
+    #: kernels not specialised to each shape)
+    compile_scope: Literal["unet", "blocks", "blocks-dynamic"] = "unet"
     #: "compile" only: inductor's 1x1-convolutions-as-matmuls (fusable epilogues) and coordinate-descent
     #: kernel tuning. Longer first compile; global inductor settings, restored to defaults when off.
     inductor_tuning: bool = False
@@ -65,6 +83,15 @@ class _Entry:
     capture_seconds: float = 0.0
 
 
+@dataclass
+class _Captured:
+    """Static inputs/outputs of one captured function call (encoder or decoder)."""
+
+    inputs: tuple[torch.Tensor, ...]
+    outputs: tuple[torch.Tensor, ...]
+    graph: Any = None
+
+
 class FastDenoiser:
     """Caches one captured guided step per (batch, dtype, guided) for a pipeline and hands out step functions."""
 
@@ -74,6 +101,7 @@ class FastDenoiser:
         self.pipe = pipe
         self.config = config
         self._entries: dict[tuple, _Entry] = {}
+        self._calls: dict[tuple, _Captured] = {}
         self._failed: set[tuple] = set()
         self.failures: list[str] = []  # one line per failed capture (the bench reports them)
         self._signature: tuple | None = None
@@ -105,28 +133,51 @@ class FastDenoiser:
         elif not cfg.fuse_qkv and getattr(pipe.unet, "_zero1to3_fused", False):
             pipe.unet.unfuse_qkv_projections()
             pipe.unet._zero1to3_fused = False
+        # after the fusion: unfusing restores the processors that were set before it
+        if uses_single_token_cross_attention(pipe.unet) != cfg.single_token_attention:
+            use_single_token_cross_attention(pipe.unet, cfg.single_token_attention)
+        self._unet_fn = pipe.unet
         if cfg.mode == "compile":
             import torch._inductor.config as inductor
 
             inductor.conv_1x1_as_mm = cfg.inductor_tuning
             inductor.coordinate_descent_tuning = cfg.inductor_tuning
-            self._unet_fn = torch.compile(pipe.unet, dynamic=False)
-        else:
-            self._unet_fn = pipe.unet
+            if cfg.compile_scope in ("blocks", "blocks-dynamic"):
+                compile_blocks(pipe.unet, dynamic=None if cfg.compile_scope == "blocks-dynamic" else False)
+            else:
+                self._unet_fn = torch.compile(pipe.unet, dynamic=False)
         self._prepared = True
 
     def release(self) -> None:
-        """Drop every captured graph (frees its memory pool) and undo the QKV fusion."""
+        """Drop every captured graph (frees its memory pool) and undo the UNet changes (fusion, shortcut)."""
         self._entries.clear()
+        self._calls.clear()
         self._failed.clear()
         self._pool = None
-        if getattr(self.pipe.unet, "_zero1to3_fused", False):
-            self.pipe.unet.unfuse_qkv_projections()
-            self.pipe.unet._zero1to3_fused = False
+        unet = self.pipe.unet
+        if getattr(unet, "_zero1to3_fused", False):
+            unet.unfuse_qkv_projections()
+            unet._zero1to3_fused = False
+        if self._prepared and self.config.single_token_attention:
+            use_single_token_cross_attention(unet, False)
+        if self._prepared and self.config.mode == "compile" and self.config.compile_scope != "unet":
+            compile_blocks(unet, enable=False)
+        self._prepared = False
 
     def _current_signature(self) -> tuple:
         w = self.pipe.unet.conv_in.weight
         return (w.device, w.dtype, w.data_ptr(), w.is_contiguous(memory_format=torch.channels_last))
+
+    def _refresh(self) -> None:
+        """Prepare once; drop every graph if the weights moved or were recast since capture (a graph reads
+        the tensors it was captured with, which would then be dead memory)."""
+        self._prepare()
+        sig = self._current_signature()
+        if sig != self._signature:
+            self._entries.clear()
+            self._calls.clear()
+            self._failed.clear()
+            self._signature = sig
 
     # ------------------------------------------------------------------ graph
     def _run_body(self, e: _Entry, guided: bool) -> None:
@@ -139,7 +190,7 @@ class FastDenoiser:
             sample = sample.contiguous(memory_format=torch.channels_last)
         n = sample.shape[0]
         t = e.t.expand(n)
-        if self.config.mode == "compile":  # one inductor compile for every batch size (graphs stay per size)
+        if self._unet_fn is not self.pipe.unet:  # whole-UNet compile: one for every batch (graphs stay per size)
             for tensor in (sample, t, e.ctx):
                 torch._dynamo.mark_dynamic(tensor, 0)
         eps = self._unet_fn(sample, t, encoder_hidden_states=e.ctx).sample
@@ -168,33 +219,77 @@ class FastDenoiser:
             self._entries[key] = e
             return e
         start = time.perf_counter()
+        graph = self._capture(lambda: self._run_body(e, guided), key, f"guided step, batch {batch}")
+        if graph is None:
+            return None
+        e.graph = graph
+        e.capture_seconds = time.perf_counter() - start
+        log.info("captured guided step for batch %d (%s) in %.2f s", batch, dtype, e.capture_seconds)
+        self._entries[key] = e
+        return e
+
+    def _capture(self, body: Callable[[], Any], key: tuple, label: str):
+        """Warm ``body`` up on a side stream (compile, cuDNN search, autotuning) and capture it into a graph
+        sharing this denoiser's memory pool; None (and a warning, once per key) if capture fails."""
+        dev = self.pipe.device
+        start = time.perf_counter()
         try:
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
             side = torch.cuda.Stream(device=dev)
             side.wait_stream(torch.cuda.current_stream(dev))
-            with torch.cuda.stream(side):  # warm-up off the capture stream: autotuning, cuDNN search, compile
+            with torch.cuda.stream(side):
                 for _ in range(max(1, self.config.warmup_iters)):
-                    self._run_body(e, guided)
+                    body()
             torch.cuda.current_stream(dev).wait_stream(side)
             torch.cuda.synchronize(dev)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self._pool):
-                self._run_body(e, guided)
+                body()
             torch.cuda.synchronize(dev)
         except Exception as exc:  # never let a capture problem break sampling: fall back to eager
             self._failed.add(key)
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            self.failures.append(f"batch {batch}: {reason}")
-            warnings.warn(f"zero1to3 fast path: {self.config.mode} capture failed for batch {batch} ({reason}); "
-                          "using eager", RuntimeWarning, stacklevel=3)
+            self.failures.append(f"{label}: {reason}")
+            warnings.warn(f"zero1to3 fast path: {self.config.mode} capture failed for {label} ({reason}); "
+                          "using eager", RuntimeWarning, stacklevel=4)
             return None
-        e.graph = graph
-        e.capture_seconds = time.perf_counter() - start
-        self.capture_seconds += e.capture_seconds
-        log.info("captured guided step for batch %d (%s) in %.2f s", batch, dtype, e.capture_seconds)
-        self._entries[key] = e
-        return e
+        self.capture_seconds += time.perf_counter() - start
+        return graph
+
+    def call(self, name: str, fn: Callable[..., tuple[torch.Tensor, ...]],
+             *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``fn(*inputs)`` (a tuple of tensors) through a graph captured per (name, input shapes, dtypes).
+
+        Used for the encoders and the decoder, whose eager launch gaps cost several ms per request at small
+        batches; outputs are fresh tensors (callers may keep them).
+        """
+        if not self.active or not self.config.graph_codecs:
+            return fn(*inputs)
+        self._refresh()
+        sig = tuple((tuple(x.shape), x.dtype) for x in inputs)
+        key = ("call", name, sig)
+        if key in self._failed:
+            return fn(*inputs)
+        c = self._calls.get(key)
+        if c is None:
+            static = tuple(x.clone() for x in inputs)
+            c = _Captured(inputs=static, outputs=())
+            if self.config.mode != "static":
+                def body() -> None:
+                    c.outputs = fn(*static)
+
+                c.graph = self._capture(body, key, f"{name} {list(sig[0][0])}")
+                if c.graph is None:
+                    return fn(*inputs)
+            self._calls[key] = c
+        for buffer, x in zip(c.inputs, inputs):
+            buffer.copy_(x)
+        if c.graph is not None:
+            c.graph.replay()
+        else:
+            c.outputs = fn(*c.inputs)
+        return tuple(y.clone() for y in c.outputs)
 
     @staticmethod
     def _load(e: _Entry, cond, context: torch.Tensor, guidance_scale: float, guided: bool) -> None:
@@ -214,16 +309,7 @@ class FastDenoiser:
         """A step function for this request, or None where the eager path must be used."""
         if not self.active:
             return None
-        sig = self._current_signature()
-        if sig != self._signature:  # weights moved/recast since capture: graphs point at dead memory
-            self._entries.clear()
-            self._failed.clear()
-            self._signature = None
-        self._prepare()
-        sig = self._current_signature()
-        if sig != self._signature:
-            self._entries.clear()
-            self._signature = sig
+        self._refresh()
         guided = guidance_scale != 1.0
         batch = context.shape[0]
         key = (batch, self.pipe.dtype, guided, tuple(cond.concat_latent.shape[1:]), tuple(context.shape[1:]))
@@ -257,17 +343,69 @@ def enable_fast_path(pipe, mode: str | None = "cuda_graph", **options: Any):
     return pipe
 
 
-def denoise_fn(pipe, cond, pose_vectors: torch.Tensor, context: torch.Tensor, guidance_scale: float) -> StepFn:
-    """The per-step epsilon function ``sample_latents`` calls: the captured step where active, else eager.
-
-    "auto" (the default) turns CUDA graphs on for a CUDA pipeline in inference mode; a UNet being trained
-    (train mode or trainable weights) keeps the eager path so no graph pool is held during training.
-    """
+def _fast(pipe) -> FastDenoiser | None:
+    """The pipeline's fast path, created on first use under "auto" (the default): CUDA graphs for a CUDA
+    pipeline in inference mode; a UNet being trained (train mode or trainable weights) keeps the eager path
+    so no graph pool is held during training."""
     fast = getattr(pipe, "_fast_denoiser", None)
     if fast is None and getattr(pipe, "_fast_auto", True) and pipe.device.type == "cuda" \
             and not pipe.unet.training and not any(p.requires_grad for p in pipe.unet.parameters()):
         enable_fast_path(pipe, "cuda_graph")
         fast = pipe._fast_denoiser
+    return fast
+
+
+def encode_condition(pipe, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(CLIP context embedding, concat latent) of [B,3,H,W] input images, captured where the fast path is on."""
+    def encode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cond = pipe.encode_condition(x)
+        return cond.clip_embedding, cond.concat_latent
+
+    fast = _fast(pipe)
+    return fast.call("encode", encode, images) if fast is not None else encode(images)
+
+
+def decode_latents(pipe, latents: torch.Tensor) -> torch.Tensor:
+    """VAE decoding of scaled latents, captured for batches up to ``codec_max_batch`` (larger batches keep
+    the GPU busy without it, and a graph would pin their activation memory)."""
+    fast = _fast(pipe)
+    if fast is None or latents.shape[0] > fast.config.codec_max_batch:
+        return pipe.decode_latents(latents)
+    return fast.call("decode", lambda z: (pipe.decode_latents(z),), latents)[0]
+
+
+def compile_blocks(unet: torch.nn.Module, enable: bool = True, backend: str = "inductor",
+                   dynamic: bool | None = False) -> int:
+    """Regional compilation: torch.compile each ResNet block and transformer of ``unet`` in place (or, with
+    ``enable=False``, return them to eager). Returns the number of blocks changed.
+
+    Why: dynamo caches compiled code per code object, so blocks with equal shapes reuse one compile; the
+    UNet has ~20 distinct block shapes, so a cold start compiles much less than the whole-UNet graph. The
+    recompile limit is raised so every shape (and batch size) gets its own static kernels
+    (``dynamic=False``); ``dynamic=None`` lets dynamo turn shapes that changed into symbols instead.
+    """
+    import torch._dynamo.config as dynamo
+
+    dynamo.recompile_limit = max(dynamo.recompile_limit, 64)
+    dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, 1024)
+    count = 0
+    for module in unet.modules():
+        if type(module).__name__ in REGIONAL_BLOCKS:
+            if enable:
+                module.compile(dynamic=dynamic, backend=backend)
+            else:
+                module._compiled_call_impl = None  # what nn.Module.compile set
+            count += 1
+    return count
+
+
+#: diffusers classes compiled one by one under ``compile_scope="blocks"``.
+REGIONAL_BLOCKS = ("ResnetBlock2D", "Transformer2DModel")
+
+
+def denoise_fn(pipe, cond, pose_vectors: torch.Tensor, context: torch.Tensor, guidance_scale: float) -> StepFn:
+    """The per-step epsilon function ``sample_latents`` calls: the captured step where active, else eager."""
+    fast = _fast(pipe)
     step = fast.denoiser(cond, context, guidance_scale) if fast is not None else None
     if step is not None:
         return step

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPVisionModelWithProjection
 
 from zero1to3.camera import RelativePose
+from zero1to3 import fast
 from zero1to3.fast import denoise_fn, enable_fast_path
 from zero1to3.model import (CLIP_MEAN, CLIP_STD, CameraProjection, PoseEncoding, build_camera_projection,
                             build_image_encoder, build_scheduler, build_unet, build_vae, clip_image_embedding,
@@ -406,7 +407,10 @@ class Zero123Pipeline:
         else:
             pil = self.prepare_input(image, preprocess, foreground_ratio)
             x = self.image_to_tensor(pil)
-        cond1 = self.encode_condition(x, clip_embedding)
+        if clip_embedding is None:
+            cond1 = Conditioning(*fast.encode_condition(self, x))
+        else:
+            cond1 = self.encode_condition(x, clip_embedding)
         if vectors is None:
             vectors = self.pose_vectors(poses, input_polar)
         vectors = vectors.repeat_interleave(num_samples, 0)
@@ -420,7 +424,7 @@ class Zero123Pipeline:
                                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                       scheduler=scheduler, generator=generator, latents=lat_in, progress=progress,
                                       callback=callback)
-            decoded = self.decode_latents(lat).float()
+            decoded = fast.decode_latents(self, lat).float()
             outs.append(to_uint8(decoded))
             if return_latents:
                 lats.append(lat)
@@ -432,7 +436,8 @@ class Zero123Pipeline:
 def to_uint8(decoded: torch.Tensor) -> np.ndarray:
     """[B,3,H,W] in [-1,1] -> uint8 [B,H,W,3] as the reference: clamp((x+1)/2) then 255*x truncated."""
     image = torch.clamp((decoded.float() + 1.0) / 2.0, 0.0, 1.0)
-    return (255.0 * image.permute(0, 2, 3, 1).cpu().numpy()).astype(np.uint8)
+    # truncation on the device (a quarter of the bytes to copy back); values are >= 0, so the same as numpy's
+    return (255.0 * image.permute(0, 2, 3, 1)).to(torch.uint8).cpu().numpy()
 
 
 def _diffusers_version() -> str:

@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--fuse-qkv", action="store_true", help="fused QKV projections in the main table")
     what.add_argument("--inductor-tuning", action="store_true",
                       help="with --fast-mode compile: 1x1 convs as matmuls + coordinate-descent kernel tuning")
+    what.add_argument("--compile-scope", choices=("unet", "blocks", "blocks-dynamic"), default="unet",
+                      help="with --fast-mode compile: the whole UNet, or each block (regional, shorter warm-up; "
+                           "-dynamic: shapes generalised after the first recompile)")
+    what.add_argument("--profile-views", type=int, nargs="*", default=[],
+                      help="also break one call down (stages, kernel classes of a UNet step) at these views")
     what.add_argument("--variants", nargs="*", default=None,
                       help="ablations at the smallest and largest --views (default on CUDA: graph+cl graph+qkv "
                            "graph+cl+qkv graph-bf16 compile+cl; pass none to skip)")
@@ -82,7 +87,8 @@ def config_from_args(args: argparse.Namespace):
     return BenchConfig(device=device, model=args.model, image_encoder=args.image_encoder, preset_name=args.preset,
                        dtype=args.dtype, fast_mode=None if args.fast_mode == "eager" else args.fast_mode,
                        channels_last=args.channels_last, fuse_qkv=args.fuse_qkv,
-                       inductor_tuning=args.inductor_tuning, views=tuple(args.views),
+                       inductor_tuning=args.inductor_tuning, compile_scope=args.compile_scope,
+                       profile_views=tuple(args.profile_views), views=tuple(args.views),
                        steps=args.steps, solver_steps=args.solver_steps, include_reference=args.include_reference,
                        reference_views=tuple(args.reference_views) if args.reference_views else None,
                        repeats=args.repeats, quality=not args.no_quality, quality_views=args.quality_views,
