@@ -203,25 +203,46 @@ def _sample_image(pipe, image) -> np.ndarray:
 
 
 def test_compile_blocks_compiles_and_releases(pipe):
-    """Regional compilation wraps every ResNet block and transformer, keeps the outputs, and can be undone."""
-    from zero1to3.fast import REGIONAL_BLOCKS, compile_blocks
+    """Regional compilation wraps every ResNet block and transformer, keeps the outputs, compiles once for
+    every batch size with a symbolic batch (again per batch without), and can be undone."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from zero1to3.fast import REGIONAL_BLOCKS, compile_blocks, compiled_blocks
 
     unet = pipe.unet
     blocks = [m for m in unet.modules() if type(m).__name__ in REGIONAL_BLOCKS]
     size = unet.config.sample_size
-    x = torch.randn(2, 8, size, size, generator=torch.Generator().manual_seed(0))
-    t = torch.tensor([3, 700])
-    ctx = torch.randn(2, 1, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(0)
+    inputs = {b: (torch.randn(b, 8, size, size, generator=gen), torch.arange(b) * 300 + 3,
+                  torch.randn(b, 1, unet.config.cross_attention_dim, generator=gen)) for b in (2, 3)}
+
+    def run(batch: int) -> torch.Tensor:
+        x, t, ctx = inputs[batch]
+        return unet(x, t, encoder_hidden_states=ctx).sample
+
     with torch.no_grad():
-        want = unet(x, t, encoder_hidden_states=ctx).sample
-        try:
-            assert compile_blocks(unet, backend="eager") == len(blocks) > 0
-            assert all(b._compiled_call_impl is not None for b in blocks)
-            got = unet(x, t, encoder_hidden_states=ctx).sample
-        finally:
-            compile_blocks(unet, enable=False)
-    assert all(b._compiled_call_impl is None for b in blocks)
-    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+        want = {b: run(b) for b in inputs}
+        graphs = {}
+        for dynamic_batch in (True, False):
+            torch._dynamo.reset()
+            counters.clear()
+            try:
+                assert compile_blocks(unet, backend="eager", dynamic_batch=dynamic_batch) == len(blocks) > 0
+                assert compiled_blocks(unet) == len(blocks)
+                got = run(2)
+                first = counters["stats"]["unique_graphs"]
+                got3 = run(3)
+                graphs[dynamic_batch] = (first, counters["stats"]["unique_graphs"])
+            finally:
+                compile_blocks(unet, enable=False)
+            torch.testing.assert_close(got, want[2], rtol=0, atol=1e-5)
+            torch.testing.assert_close(got3, want[3], rtol=0, atol=1e-5)
+    assert compiled_blocks(unet) == 0
+    first, after = graphs[True]
+    assert 0 < first < len(blocks) and after == first  # shared across equal blocks; no recompile for batch 3
+    first, after = graphs[False]
+    assert after > first  # static batch: batch 3 compiles again
 
 
 def test_profile_breaks_a_call_down(pipe):

@@ -96,7 +96,7 @@ class BenchConfig:
     channels_last: bool = False
     fuse_qkv: bool = False
     inductor_tuning: bool = False
-    compile_scope: str = "unet"
+    compile_scope: str = "blocks"
     views: tuple[int, ...] = (1, 4, 16, 64)
     steps: int = 50
     solver_steps: int = 20
@@ -127,13 +127,13 @@ VARIANTS: dict[str, tuple[str | None, dict[str, bool], str, float]] = {
     "compile+cl": ("compile", {"channels_last": True}, "fp16", 150.0),
     "compile+cl+qkv": ("compile", {"channels_last": True, "fuse_qkv": True}, "fp16", 150.0),
     "compile+cl+tune": ("compile", {"channels_last": True, "inductor_tuning": True}, "fp16", 150.0),
-    "compile+cl+blocks": ("compile", {"channels_last": True, "compile_scope": "blocks"}, "fp16", 100.0),
-    "compile+cl+blocks-dyn": ("compile", {"channels_last": True, "compile_scope": "blocks-dynamic"}, "fp16", 100.0),
+    "compile+cl+unet": ("compile", {"channels_last": True, "compile_scope": "unet"}, "fp16", 150.0),
+    "compile+cl+blocks-static": ("compile", {"channels_last": True, "compile_scope": "blocks-static"}, "fp16", 100.0),
     # without the one-token attention shortcut and the captured encoders/decoder (the earlier fast path)
     "graph+cl-plain": ("cuda_graph", {"channels_last": True, **PLAIN}, "fp16", 20.0),
     "compile+cl-plain": ("compile", {"channels_last": True, **PLAIN}, "fp16", 150.0),
 }
-DEFAULT_GPU_VARIANTS = ("graph", "graph+cl", "compile+cl", "compile+cl+tune")
+DEFAULT_GPU_VARIANTS = ("graph+cl", "graph+cl-plain", "compile+cl", "compile+cl+unet")
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

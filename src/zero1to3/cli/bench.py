@@ -38,14 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--fuse-qkv", action="store_true", help="fused QKV projections in the main table")
     what.add_argument("--inductor-tuning", action="store_true",
                       help="with --fast-mode compile: 1x1 convs as matmuls + coordinate-descent kernel tuning")
-    what.add_argument("--compile-scope", choices=("unet", "blocks", "blocks-dynamic"), default="unet",
-                      help="with --fast-mode compile: the whole UNet, or each block (regional, shorter warm-up; "
-                           "-dynamic: shapes generalised after the first recompile)")
+    what.add_argument("--compile-scope", choices=("blocks", "blocks-static", "unet"), default="blocks",
+                      help="with --fast-mode compile: each block, one compile for all batch sizes (default); "
+                           "each block per batch size; or the whole UNet (longest warm-up)")
     what.add_argument("--profile-views", type=int, nargs="*", default=[],
                       help="also break one call down (stages, kernel classes of a UNet step) at these views")
     what.add_argument("--variants", nargs="*", default=None,
-                      help="ablations at the smallest and largest --views (default on CUDA: graph+cl graph+qkv "
-                           "graph+cl+qkv graph-bf16 compile+cl; pass none to skip)")
+                      help="ablations at the smallest and largest --views (default on CUDA: graph+cl graph+cl-plain "
+                           "compile+cl compile+cl+unet; pass none to skip)")
     what.add_argument("--no-quality", action="store_true", help="skip the DPM-Solver++ vs DDIM PSNR/SSIM check")
     what.add_argument("--quality-views", type=int, default=4)
     what.add_argument("--time-budget", type=float, default=480.0,
