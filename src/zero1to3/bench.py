@@ -97,6 +97,7 @@ class BenchConfig:
     fuse_qkv: bool = False
     inductor_tuning: bool = False
     compile_scope: str = "blocks"
+    compile_codecs: tuple[str, ...] | None = None  # None: the fast path's default (all parts)
     views: tuple[int, ...] = (1, 4, 16, 64)
     steps: int = 50
     solver_steps: int = 20
@@ -576,6 +577,10 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> Bench
                          ceiling_desc=ceiling_desc, quality=quality, fidelity=fidelity, skipped=skipped,
                          profiles=profiles)
     result.total_s = time.perf_counter() - t_start
+    if cfg.fast_mode == "compile":  # where the compile time went (dynamo / inductor phases, aggregated)
+        from torch._dynamo.utils import compile_times
+
+        log("compile times (s):\n" + str(compile_times(repr="str", aggregate=True)))
     return result
 
 
@@ -618,11 +623,13 @@ def _run_variants(cfg: BenchConfig, fast_pipe: Zero123Pipeline, ref_pipe: Zero12
     return rows
 
 
-def _main_options(cfg: BenchConfig) -> dict[str, bool | str]:
-    options: dict[str, bool | str] = {"channels_last": cfg.channels_last, "fuse_qkv": cfg.fuse_qkv,
+def _main_options(cfg: BenchConfig) -> dict[str, bool | str | tuple[str, ...]]:
+    options: dict[str, bool | str | tuple[str, ...]] = {"channels_last": cfg.channels_last, "fuse_qkv": cfg.fuse_qkv,
                                       "inductor_tuning": cfg.inductor_tuning}
     if cfg.fast_mode == "compile":
         options["compile_scope"] = cfg.compile_scope
+        if cfg.compile_codecs is not None:
+            options["compile_codecs"] = cfg.compile_codecs
     return options
 
 

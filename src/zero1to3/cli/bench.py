@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--compile-scope", choices=("blocks", "blocks-static", "unet"), default="blocks",
                       help="with --fast-mode compile: each block, one compile for all batch sizes (default); "
                            "each block per batch size; or the whole UNet (longest warm-up)")
+    what.add_argument("--compile-codecs", nargs="*", default=None, choices=("vae.decoder", "vae.encoder", "image_encoder"),
+                      help="with --fast-mode compile: encoder/decoder parts compiled too (default vae.decoder "
+                           "image_encoder; none: eager)")
     what.add_argument("--profile-views", type=int, nargs="*", default=[],
                       help="also break one call down (stages, kernel classes of a UNet step) at these views")
     what.add_argument("--variants", nargs="*", default=None,
@@ -88,6 +91,7 @@ def config_from_args(args: argparse.Namespace):
                        dtype=args.dtype, fast_mode=None if args.fast_mode == "eager" else args.fast_mode,
                        channels_last=args.channels_last, fuse_qkv=args.fuse_qkv,
                        inductor_tuning=args.inductor_tuning, compile_scope=args.compile_scope,
+                       compile_codecs=tuple(args.compile_codecs) if args.compile_codecs is not None else None,
                        profile_views=tuple(args.profile_views), views=tuple(args.views),
                        steps=args.steps, solver_steps=args.solver_steps, include_reference=args.include_reference,
                        reference_views=tuple(args.reference_views) if args.reference_views else None,
