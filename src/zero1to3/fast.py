@@ -67,9 +67,9 @@ class FastConfig:
     #: the whole UNet in one graph (cross-block fusion, the longest warm-up)
     compile_scope: Literal["blocks", "blocks-static", "unet"] = "blocks"
     #: "compile" only: the encoder/decoder parts whose blocks are compiled too (regionally), as module paths
-    #: of the pipeline; () keeps them eager (captured in graphs all the same). The default leaves out the VAE
-    #: encoder: it runs once per request and its compile cost 8 s of warm-up for ~1 ms per call (H100).
-    compile_codecs: tuple[str, ...] = ("vae.decoder", "image_encoder")
+    #: of the pipeline; () keeps them eager (captured in graphs all the same). On an H100 all three cost
+    #: ~20 s of first-call compile and save ~6 ms per one-view call (docs/benchmarks.md).
+    compile_codecs: tuple[str, ...] = CODEC_PARTS
     #: "compile" only: inductor's 1x1-convolutions-as-matmuls (fusable epilogues) and coordinate-descent
     #: kernel tuning. Longer first compile; global inductor settings, restored to defaults when off.
     inductor_tuning: bool = False

@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="with --fast-mode compile: each block, one compile for all batch sizes (default); "
                            "each block per batch size; or the whole UNet (longest warm-up)")
     what.add_argument("--compile-codecs", nargs="*", default=None, choices=("vae.decoder", "vae.encoder", "image_encoder"),
-                      help="with --fast-mode compile: encoder/decoder parts compiled too (default vae.decoder "
-                           "image_encoder; none: eager)")
+                      help="with --fast-mode compile: encoder/decoder parts compiled too (default: all three; "
+                           "none: eager, captured)")
     what.add_argument("--profile-views", type=int, nargs="*", default=[],
                       help="also break one call down (stages, kernel classes of a UNet step) at these views")
     what.add_argument("--variants", nargs="*", default=None,
