@@ -21,9 +21,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                        help="weights precision (default: fp16 on GPU, fp32 on CPU)")
     group.add_argument("--fast-mode", choices=FAST_MODES, default="auto",
-                       help="GPU sampling: auto/cuda_graph (graph replay, ~3 s warm-up), compile (torch.compile + "
-                            "channels-last + graph replay: about 2x faster per step, but the first call compiles "
-                            "for about 80 s; for servers and batch jobs), eager; CPU always runs eager")
+                       help="GPU sampling: auto/cuda_graph (graph replay, ~4 s warm-up), compile (regional "
+                            "torch.compile + channels-last + graph replay: about 2x faster per call, but the first "
+                            "call compiles for 70-80 s, ~16 s once inductor's disk cache is warm; for servers and "
+                            "batch jobs), eager; CPU always runs eager")
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, steps: int = 50) -> None:
