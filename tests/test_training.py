@@ -118,6 +118,12 @@ def test_latent_cache_gives_the_same_loss_as_encoding(tmp_path):
     b = direct.loss(batch, torch.Generator().manual_seed(3))
     assert a.item() == pytest.approx(b.item(), rel=1e-5)
     assert a.item() != pytest.approx(cached.loss(batch, torch.Generator().manual_seed(4)).item(), rel=1e-3)
+    # the cache can be bypassed explicitly (held-out batchers), and needs no target pixels
+    assert cached.loss(batch, torch.Generator().manual_seed(3), use_cache=False).item() == pytest.approx(b.item(),
+                                                                                                        rel=1e-5)
+    lean = cached.batcher.batch(step=1, batch_size=6, with_target_pixels=False)
+    assert "target" not in lean and torch.equal(lean["target_index"], batch["target_index"])
+    assert cached.loss(lean, torch.Generator().manual_seed(3)).item() == a.item()
 
 
 def test_cosine_schedule_and_evaluation_loss(tmp_path):

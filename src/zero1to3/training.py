@@ -128,23 +128,26 @@ class PairBatcher:
     def num_views(self) -> int:
         return self.images.shape[1]
 
-    def batch(self, step: int, batch_size: int, seed: int = 0, rank: int = 0) -> dict[str, torch.Tensor]:
+    def batch(self, step: int, batch_size: int, seed: int = 0, rank: int = 0,
+              with_target_pixels: bool = True) -> dict[str, torch.Tensor]:
         """Drawn with a generator on the data's device: no host->device copy (a stream sync) per step.
 
-        ``target_index`` / ``cond_index`` are flat view indices (object * views + view), for caches.
+        ``target_index`` / ``cond_index`` are flat view indices (object * views + view), for caches; a
+        trainer with a latent cache needs no target pixels (``with_target_pixels=False`` skips them).
         """
         g = torch.Generator(device=self.device).manual_seed(mix_seed(seed, step, rank, 0))
         n, v = self.images.shape[:2]
         obj = torch.randint(n, (batch_size,), generator=g, device=self.device)
         first = torch.randint(v, (batch_size,), generator=g, device=self.device)
         second = (first + torch.randint(1, v, (batch_size,), generator=g, device=self.device)) % v  # distinct
-        target = self.images[obj, first]
-        cond = self.images[obj, second]
         d = self.spherical[obj, first] - self.spherical[obj, second]
         d_az = torch.remainder(d[:, 1], 2 * math.pi)
         pose = torch.stack([d[:, 0], torch.sin(d_az), torch.cos(d_az), d[:, 2]], -1).float()
-        return {"target": to_unit(target), "cond": to_unit(cond), "pose": pose,
-                "target_index": obj * v + first, "cond_index": obj * v + second}
+        batch = {"cond": to_unit(self.images[obj, second]), "pose": pose,
+                 "target_index": obj * v + first, "cond_index": obj * v + second}
+        if with_target_pixels:
+            batch["target"] = to_unit(self.images[obj, first])
+        return batch
 
     def flat_images(self) -> torch.Tensor:
         """Every view, uint8 [N*V, H, W, 3], in the order of the flat indices."""
@@ -373,9 +376,11 @@ class Trainer:
             stds.append(std.float())
         return torch.cat(means), torch.cat(stds)
 
-    def _moments(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(target mean, target std, cond mean), from the cache when there is one."""
-        if self.latent_cache is not None and "target_index" in batch:
+    def _moments(self, batch: dict[str, torch.Tensor],
+                 use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(target mean, target std, cond mean): from the cache when there is one and ``use_cache``, else
+        encoded from the batch's pixels (the cache indexes the training batcher's views only)."""
+        if use_cache and self.latent_cache is not None:
             mean, std = self.latent_cache
             return mean[batch["target_index"]], std[batch["target_index"]], mean[batch["cond_index"]]
         dev = self.accelerator.device
@@ -384,12 +389,13 @@ class Trainer:
             c_mean, _ = latent_moments(self.vae, batch["cond"].to(dev, self.weight_dtype))
         return t_mean.float(), t_std.float(), c_mean.float()
 
-    def loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+    def loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator,
+             use_cache: bool = True) -> torch.Tensor:
         """Epsilon MSE of one batch; all randomness from ``generator`` (on the training device)."""
         acc = self.accelerator
         dev = acc.device
         cond = batch["cond"].to(dev, self.weight_dtype)
-        t_mean, t_std, concat = self._moments(batch)
+        t_mean, t_std, concat = self._moments(batch, use_cache)
         bsz = t_mean.shape[0]
         draw = dict(generator=generator, device=generator.device)
         latents = (t_mean + t_std * torch.randn(t_mean.shape, **draw).to(dev)) * self.scaling_factor
@@ -437,9 +443,8 @@ class Trainer:
         try:
             for k in range(batches):
                 batch = batcher.batch(10**9 + k, batch_size, seed=self.config.seed + 7)
-                batch = {key: v for key, v in batch.items() if not key.endswith("_index")}
                 with self.accelerator.autocast():
-                    total += self.loss(batch, self._generator(10**9 + k, 2)).item()
+                    total += self.loss(batch, self._generator(10**9 + k, 2), use_cache=False).item()
         finally:
             if use_ema:
                 self.ema.restore(params)
@@ -461,7 +466,8 @@ class Trainer:
         try:
             while self.step < cfg.max_steps:
                 g = self._generator(self.step, acc.process_index, 1)
-                batch = self.batcher.batch(self.step, per_rank, cfg.seed, acc.process_index)
+                batch = self.batcher.batch(self.step, per_rank, cfg.seed, acc.process_index,
+                                           with_target_pixels=self.latent_cache is None)
                 self.module.train()
                 with acc.autocast():
                     loss = self.loss(batch, g)
