@@ -19,7 +19,7 @@ import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -623,9 +623,9 @@ def _run_variants(cfg: BenchConfig, fast_pipe: Zero123Pipeline, ref_pipe: Zero12
     return rows
 
 
-def _main_options(cfg: BenchConfig) -> dict[str, bool | str | tuple[str, ...]]:
-    options: dict[str, bool | str | tuple[str, ...]] = {"channels_last": cfg.channels_last, "fuse_qkv": cfg.fuse_qkv,
-                                      "inductor_tuning": cfg.inductor_tuning}
+def _main_options(cfg: BenchConfig) -> dict[str, Any]:
+    options: dict[str, Any] = {"channels_last": cfg.channels_last, "fuse_qkv": cfg.fuse_qkv,
+                               "inductor_tuning": cfg.inductor_tuning}
     if cfg.fast_mode == "compile":
         options["compile_scope"] = cfg.compile_scope
         if cfg.compile_codecs is not None:

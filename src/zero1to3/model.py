@@ -227,7 +227,7 @@ def use_single_token_cross_attention(unet: UNet2DConditionModel, enable: bool = 
     the standard processor); returns how many were switched."""
     from diffusers.models.attention_processor import AttnProcessor2_0
 
-    processors = {name: proc for name, proc in unet.attn_processors.items()}
+    processors = dict(unet.attn_processors)
     switched = 0
     for name in processors:
         if name.endswith("attn2.processor"):

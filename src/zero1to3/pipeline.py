@@ -22,8 +22,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import CLIPVisionModelWithProjection
 
-from zero1to3.camera import RelativePose
 from zero1to3 import fast
+from zero1to3.camera import RelativePose
 from zero1to3.fast import denoise_fn, enable_fast_path
 from zero1to3.model import (CLIP_MEAN, CLIP_STD, CameraProjection, PoseEncoding, build_camera_projection,
                             build_image_encoder, build_scheduler, build_unet, build_vae, clip_image_embedding,
