@@ -277,3 +277,19 @@ def test_regional_compile_matches_eager():
     rel = ((fast.latents - eager.latents).norm() / eager.latents.norm()).item()
     assert rel < 1e-2, rel
     gpu.enable_fast_path(None)
+
+
+def test_warm_up_captures_the_request_shapes_and_is_a_no_op_without_a_fast_path(pipe):
+    from zero1to3.fast import warm_up
+
+    pipe.enable_fast_path("auto")  # CPU: no fast path, nothing to prepare
+    assert warm_up(pipe) == 0.0
+    try:
+        pipe.enable_fast_path("static")
+        assert warm_up(pipe, views=(1, 3)) > 0
+        fast = pipe._fast_denoiser
+        assert sorted(key[0] for key in fast._entries) == [1, 3]  # guided steps for 1 and 3 views
+        decoded = sorted(key[2][0][0][0] for key in fast._calls if key[1] == "decode")
+        assert decoded == [1, 3]
+    finally:
+        pipe.enable_fast_path(None)

@@ -53,10 +53,15 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"the demo needs gradio and plotly ({exc.name} is missing): "
                        "pip install 'zero1to3[demo]'") from None
     from zero1to3.app import DemoInfo, build_app, launch
+    from zero1to3.fast import fast_mode, warm_up
 
     pipe, name, warning = load_demo_pipeline(args)
     if warning:
         print(f"zero1to3 demo: warning: {warning}")
+    if fast_mode(pipe) != "eager":  # capture/compile now, not in the first visitor's request
+        print(f"zero1to3 demo: preparing the {fast_mode(pipe)} fast path"
+              + (" (a cold compile takes 1-1.5 min)" if fast_mode(pipe) == "compile" else ""), flush=True)
+        print(f"zero1to3 demo: fast path ready in {warm_up(pipe):.1f} s", flush=True)
     demo = build_app(pipe, DemoInfo(model_name=name, warning=warning))
     try:
         launch(demo, host=args.host, port=args.port or None, share=args.share == "on", block=False)
