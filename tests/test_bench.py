@@ -293,3 +293,18 @@ def test_warm_up_captures_the_request_shapes_and_is_a_no_op_without_a_fast_path(
         assert decoded == [1, 3]
     finally:
         pipe.enable_fast_path(None)
+
+
+@pytest.mark.gpu
+@cuda
+def test_warm_up_captures_graphs_on_gpu():
+    from zero1to3.fast import warm_up
+
+    gpu = build_random_pipeline("tiny", "cuda", torch.float16, seed=0)
+    assert warm_up(gpu) > 0  # "auto": CUDA graphs
+    fast = gpu._fast_denoiser
+    assert sorted(key[0] for key in fast._entries) == [1, 4] and not fast.failures
+    assert all(c.graph is not None for c in fast._calls.values())
+    before = len(fast._entries) + len(fast._calls)
+    _sample(gpu, views=4, steps=3)  # a real request of a warmed-up size captures nothing new
+    assert len(fast._entries) + len(fast._calls) == before
