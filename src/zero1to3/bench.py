@@ -394,8 +394,9 @@ def profile_call(pipe: Zero123Pipeline, views: int, *, scheduler: str = "ddim", 
         us = (getattr(ev, "self_device_time_total", 0.0) if on_gpu else ev.self_cpu_time_total) or 0.0
         if us <= 0 or ev.key.startswith(("cudaGraph", "Memcpy", "Memset")):
             continue
-        per_class[kernel_class(ev.key)] = per_class.get(kernel_class(ev.key), 0.0) + us / runs / 1e3
-        kernels[ev.key] = kernels.get(ev.key, 0.0) + us / runs / 1e3
+        ms, label = us / runs / 1e3, kernel_class(ev.key)
+        per_class[label] = per_class.get(label, 0.0) + ms
+        kernels[ev.key] = kernels.get(ev.key, 0.0) + ms
     out["step_gpu_ms"] = sum(per_class.values())
     out["step_ms_by_class"] = dict(sorted(per_class.items(), key=lambda kv: -kv[1]))
     out["top_kernels_ms"] = dict(sorted(kernels.items(), key=lambda kv: -kv[1])[:8])

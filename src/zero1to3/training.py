@@ -592,7 +592,7 @@ def train_vae(config: VAETrainConfig, images: np.ndarray | None = None) -> Path:
     bar = tqdm(range(config.max_steps), desc="vae", disable=not acc.is_local_main_process)
     for step in bar:
         idx = torch.randint(flat.shape[0], (config.batch_size,), generator=g).to(acc.device)
-        x = flat[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        x = to_unit(flat[idx])
         with acc.autocast():
             posterior = acc.unwrap_model(vae).encode(x).latent_dist
             recon = acc.unwrap_model(vae).decode(posterior.sample()).sample
@@ -609,7 +609,7 @@ def train_vae(config: VAETrainConfig, images: np.ndarray | None = None) -> Path:
     vae = acc.unwrap_model(vae).eval()
     with torch.no_grad():
         idx = torch.randint(flat.shape[0], (min(1024, flat.shape[0]),), generator=g).to(acc.device)
-        x = flat[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        x = to_unit(flat[idx])
         std = torch.cat([vae.encode(c).latent_dist.mean for c in x.split(128)]).std().item()
     vae.register_to_config(scaling_factor=1.0 / std)
     if acc.is_main_process:
