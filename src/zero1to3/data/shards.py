@@ -236,3 +236,23 @@ def read_shards(path: str | os.PathLike[str], workers: int | None = None) -> Vie
     if start != n:
         raise ValueError(f"{folder}: index says {n} objects, shards hold {start}")
     return ViewSet(images, alpha, np.concatenate(poses).astype(np.float32), names)
+
+
+def unpack_shards(path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> int:
+    """Shards -> the released PNG layout (RGBA + world->camera npy), e.g. for ``zero1to3 eval nvs``.
+
+    The colour under partial alpha is recovered from the white composite as (c - 255 (1 - a)) / a, so
+    compositing the written PNG on white gives back the stored view (up to rounding).
+    """
+    views = read_shards(path)
+    out = Path(out_dir)
+    for n, name in enumerate(views.names):
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        a = views.alpha[n].astype(np.float32)[..., None] / 255.0
+        colour = (views.images[n].astype(np.float32) - 255.0 * (1.0 - a)) / np.maximum(a, 1.0 / 255.0)
+        rgba = np.concatenate([np.clip(np.rint(colour), 0, 255), a * 255.0], -1).astype(np.uint8)
+        for v in range(rgba.shape[0]):
+            Image.fromarray(rgba[v], "RGBA").save(folder / f"{v:03d}.png")
+            np.save(folder / f"{v:03d}.npy", views.poses[n, v])
+    return len(views.names)
