@@ -213,7 +213,7 @@ def main(argv: list[str]) -> int:
     import argparse
     import sys
 
-    from zero1to3.cli import CLIError
+    from zero1to3.cli.common import CLIError
     from zero1to3.cli import eval as eval_cli
 
     parser = argparse.ArgumentParser(prog="zero1to3")

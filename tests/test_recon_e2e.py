@@ -139,7 +139,8 @@ def test_prepare_reference_alpha_and_errors(tmp_path) -> None:
 def test_cli_recon_runs_with_stand_in_pipe(tmp_path, monkeypatch, capsys) -> None:
     from PIL import Image
 
-    from zero1to3.cli import CLIError, build_parser
+    from zero1to3.cli import build_parser
+    from zero1to3.cli.common import CLIError
     from zero1to3.cli import recon as recon_cli
 
     image = tmp_path / "in.png"

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from zero1to3.cli import CLIError
+from zero1to3.cli.common import CLIError
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
