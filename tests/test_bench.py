@@ -17,9 +17,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    torch.set_num_threads(2)
-    return build_random_pipeline("tiny", "cpu", seed=0)
+def pipe(tiny_pipe):
+    return tiny_pipe
 
 
 def _sample(pipe, views: int = 2, steps: int = 3, scheduler: str = "ddim", guidance: float = 3.0) -> np.ndarray:

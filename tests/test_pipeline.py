@@ -14,8 +14,8 @@ from zero1to3.pipeline import ModelLoadError, Zero123Pipeline, make_scheduler, r
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    return Zero123Pipeline.from_preset("tiny", seed=0)
+def pipe(tiny_pipe):
+    return tiny_pipe
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -169,14 +168,9 @@ def test_cli_recon_runs_with_stand_in_pipe(tmp_path, monkeypatch, capsys) -> Non
         recon_cli.run(missing)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("diffusers") is None, reason="diffusers not installed")
-def test_reconstruct_with_tiny_real_pipeline() -> None:
+def test_reconstruct_with_tiny_real_pipeline(tiny_pipe) -> None:
     """Three steps through the real (random-weight, tiny) Zero123Pipeline: the interface holds."""
-    try:
-        from zero1to3.pipeline import Zero123Pipeline
-    except ImportError as exc:  # pragma: no cover - the pipeline is built alongside
-        pytest.skip(f"pipeline unavailable: {exc}")
-    pipe = Zero123Pipeline.from_preset("tiny", seed=0)
+    pipe = tiny_pipe
     img = input_image(object_field(), 0.0, pipe.image_size)
     cfg = ReconConfig(**dict(TINY, steps=3, batch_size=2))
     result = reconstruct(pipe, img, cfg, progress=False)
