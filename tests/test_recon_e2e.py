@@ -12,7 +12,7 @@ import trimesh
 from zero1to3.recon.baseline import baseline_mesh
 from zero1to3.recon.config import ReconConfig
 from zero1to3.recon.elevation import estimate_elevation
-from zero1to3.recon.fake import FakePipeline, OraclePipeline
+from recon_doubles import FakePipeline, OraclePipeline
 from zero1to3.recon.field import VoxelField
 from zero1to3.recon.metrics import evaluate_mesh
 from zero1to3.recon.reconstruct import reconstruct
