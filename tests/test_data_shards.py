@@ -91,6 +91,7 @@ def test_unpack_gives_back_the_views(rendered: Path, tmp_path: Path) -> None:
     pack_render_folder(rendered, tmp_path / "sh", SIZE)
     packed = read_shards(tmp_path / "sh")
     assert unpack_shards(tmp_path / "sh", tmp_path / "png") == 3
+    assert json.loads((tmp_path / "png" / "meta.json").read_text()) == json.loads((rendered / "meta.json").read_text())
     images, poses, names = load_views_array(tmp_path / "png", SIZE, cache=False)
     assert names == packed.names
     np.testing.assert_array_equal(poses, packed.poses)

@@ -188,8 +188,10 @@ def pack_render_folder(root: str | os.PathLike[str], out_dir: str | os.PathLike[
                        max_shard_bytes: int = 60 * 2**20) -> dict:
     """PNG layout -> shards; objects that cannot be read are listed in the index under ``skipped``."""
     views, skipped = read_render_folder(root, image_size, num_views)
+    meta_file = Path(root) / "meta.json"  # render settings, e.g. which views are the orbit views
+    render_meta = json.loads(meta_file.read_text()) if meta_file.is_file() else None
     return write_shards(views, out_dir, quality=quality, max_shard_bytes=max_shard_bytes,
-                        extra={"source": str(root), "skipped": skipped})
+                        extra={"source": str(root), "skipped": skipped, "render_meta": render_meta})
 
 
 def is_shard_folder(path: str | os.PathLike[str]) -> bool:
@@ -246,6 +248,10 @@ def unpack_shards(path: str | os.PathLike[str], out_dir: str | os.PathLike[str])
     """
     views = read_shards(path)
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    render_meta = json.loads((Path(path) / SHARD_INDEX).read_text()).get("render_meta")
+    if render_meta is not None:
+        _atomic_write_text(out / "meta.json", json.dumps(render_meta, indent=1))
     for n, name in enumerate(views.names):
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
