@@ -7,6 +7,9 @@
     # CPU (the interim shipped weights): fewer, smaller steps
     nice -n 10 python scripts/train_segmenter.py ... --device cpu --steps 900 --batch-size 16 --image-size 128
 
+    # CPU time per photo of the shipped segmenter (and of the whole preprocessing on that path)
+    python scripts/train_segmenter.py bench --images PHOTOS... --threads 2
+
     # a compact copy of background images (JPEG crops; carry it to a machine without the packages)
     python scripts/train_segmenter.py pack --roots /usr/share/backgrounds/mate ... --out BG_PACK/train
 
@@ -43,7 +46,7 @@ def pack(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    files = list_images(args.roots)
+    files = [f for f in list_images(args.roots) if f.name not in set(args.exclude)]
     if args.max_images and len(files) > args.max_images:
         files = [files[i] for i in sorted(rng.choice(len(files), args.max_images, replace=False))]
     written = 0
@@ -54,7 +57,7 @@ def pack(args: argparse.Namespace) -> int:
                 rgb = image.convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError):
             continue
-        if min(rgb.size) < 16 or np.asarray(rgb).std() < 2.0:
+        if min(rgb.size) < args.min_side or np.asarray(rgb).std() < 2.0:  # icons, glyphs, blank images
             continue
         if max(rgb.size) > 3 * args.size:
             rgb.thumbnail((3 * args.size, 3 * args.size))
@@ -67,12 +70,13 @@ def pack(args: argparse.Namespace) -> int:
             crop = rgb.crop((x0, y0, x0 + side, y0 + side))
             if side > args.size:
                 crop = crop.resize((args.size, args.size), Image.Resampling.BILINEAR)
-            name = f"{written:05d}.jpg"
+            name = f"{args.prefix}{written:05d}.jpg"
             tmp = out / f".{name}.tmp"
             crop.save(tmp, format="JPEG", quality=90)
             os.replace(tmp, out / name)
             written += 1
-    (out / "SOURCES.txt").write_text("\n".join(str(r) for r in args.roots) + "\n")
+    with (out / "SOURCES.txt").open("a") as f:
+        f.write(f"{args.prefix or '-'}: {written} crops of {len(files)} images under {' '.join(map(str, args.roots))}\n")
     print(f"packed {written} crops from {len(files)} images -> {out}")
     return 0
 
@@ -94,7 +98,12 @@ def train(args: argparse.Namespace) -> int:
                                        max_images=args.max_background_images, seed=args.seed)
     print(f"loaded {len(objects)} object views, {len(backgrounds)} background crops in "
           f"{time.perf_counter() - start:.0f}s", flush=True)
-    model, summary = train_segmenter(objects, backgrounds, config, device=args.device)
+    init = load_segmenter(args.init) if args.init else None
+    if init is not None and int(init.config.input_size) != args.image_size:
+        print(f"train_segmenter: error: --init weights were trained at {init.config.input_size} px, "
+              f"not --image-size {args.image_size}", file=sys.stderr)
+        return 2
+    model, summary = train_segmenter(objects, backgrounds, config, device=args.device, init=init)
     out = Path(args.out)
     model.save_weights(out)
     exported = load_segmenter(out)  # score exactly what was written (fp16 round trip included)
@@ -136,8 +145,48 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    """Median seconds of ``segment`` and of the whole ``preprocess_image`` on busy-background photos."""
+    from zero1to3.preprocess import PreprocessConfig, preprocess_image
+    from zero1to3.segmentation import segment
+
+    torch.set_num_threads(args.threads)
+    model = load_segmenter(args.weights)
+    rng = np.random.default_rng(0)
+    files = list_images(args.images) if args.images else []
+    for width, height in args.sizes:
+        photos = []
+        for i in range(args.repeats):
+            if files:
+                with Image.open(files[i % len(files)]) as im:
+                    photos.append(np.asarray(im.convert("RGB").resize((width, height))))
+            else:
+                photos.append(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+        segment(photos[0], SegmenterConfig(weights=args.weights), model=model)  # warm-up
+        seg_times, pre_times = [], []
+        for photo in photos:
+            start = time.perf_counter()
+            segment(photo, SegmenterConfig(weights=args.weights), model=model)
+            seg_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            preprocess_image(photo, PreprocessConfig(segmenter=SegmenterConfig(weights=args.weights)))
+            pre_times.append(time.perf_counter() - start)
+        print(f"{width}x{height}: segment {np.median(seg_times):.3f} s, preprocess_image (segmenter path) "
+              f"{np.median(pre_times):.3f} s per image (median of {len(photos)}, {args.threads} threads)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        p = argparse.ArgumentParser(prog="train_segmenter.py bench")
+        p.add_argument("--weights", default=None, help="segmenter folder (default: the shipped one)")
+        p.add_argument("--images", nargs="*", default=[], help="photos to time (default: random noise)")
+        p.add_argument("--sizes", nargs="+", type=lambda s: tuple(int(v) for v in s.split("x")),
+                       default=[(640, 480), (1024, 768)])
+        p.add_argument("--repeats", type=int, default=10)
+        p.add_argument("--threads", type=int, default=2)
+        return bench(p.parse_args(argv[1:]))
     if argv and argv[0] == "pack":
         p = argparse.ArgumentParser(prog="train_segmenter.py pack")
         p.add_argument("--roots", nargs="+", required=True)
@@ -146,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--crops-per-image", type=int, default=1)
         p.add_argument("--max-images", type=int, default=1500)
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--min-side", type=int, default=48)
+        p.add_argument("--prefix", default="", help="file name prefix (pack several sources into one folder)")
+        p.add_argument("--exclude", nargs="*", default=[], help="file names to leave out")
         return pack(p.parse_args(argv[1:]))
     p = argparse.ArgumentParser(prog="train_segmenter.py", description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="train-split renders folder or shards")
@@ -155,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for the exported segmenter")
     p.add_argument("--summary", help="JSON summary path")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--init", help="segmenter folder to continue training from (default: from scratch)")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--time-limit", type=float, default=None, help="seconds of training (schedule fits in it)")
     p.add_argument("--batch-size", type=int, default=48)
