@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 #: Environment variable naming the LPIPS backbone weights (torchvision ImageNet state dict, e.g. AlexNet's).
 LPIPS_WEIGHTS_ENV = "ZERO1TO3_LPIPS_WEIGHTS"
@@ -51,7 +52,6 @@ def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, cap: float = PSNR_CAP_DB) -> torch.Tensor:
     """Per-image PSNR in dB (data range 1), capped at ``cap`` so identical images do not give inf."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
 
     values = peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
     return torch.clamp(torch.nan_to_num(values, posinf=cap), max=cap)
@@ -59,7 +59,6 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, cap: float = PSNR_CAP_DB) -> 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM (Gaussian window 11, sigma 1.5, data range 1: the standard settings)."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
 
     return structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from zero1to3.camera import RelativePose, relative_pose, spherical_of_camera
+from zero1to3.preprocess import composite_on_white
 
 PROTOCOLS = ("random", "orbit16")
 #: orbit16: 16 views at this elevation, evenly spaced in azimuth (the protocol of later papers, SPEC §8).
@@ -58,14 +59,9 @@ class ViewTask:
 
 
 def load_rgb(path: Path, size: int | None = None) -> np.ndarray:
-    """PNG -> uint8 RGB on a white background (as the reference composites its renders), optionally resized."""
+    """PNG -> uint8 RGB on a white background, resized to ``size`` as training data is (preprocess.composite_on_white)."""
     with Image.open(path) as im:
-        im = im.convert("RGBA")
-        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        rgb = Image.alpha_composite(white, im).convert("RGB")
-    if size is not None and rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.Resampling.LANCZOS)
-    return np.asarray(rgb, dtype=np.uint8)
+        return np.array(composite_on_white(im.convert("RGBA"), size), np.uint8)
 
 
 def _read_object(path: Path) -> EvalObject | None:
