@@ -29,6 +29,15 @@ def test_every_field_is_an_option_with_help_and_default(cls) -> None:
     assert config_from_args(cls, parser.parse_args([])) == cls()
 
 
+
+@pytest.mark.parametrize("command", ["train", "recon", "bench"])
+def test_generated_help_renders(command, capsys) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    text = capsys.readouterr().out
+    assert "--config" in text and text.count("(default: ") >= 20
+
+
 def test_recon_flags_map_to_fields_and_keep_their_names(tmp_path) -> None:
     args = build_parser().parse_args(["recon", "in.png", "-o", "o", "--guidance", "5", "--sds-weight", "0",
                                       "--no-preprocess", "--grid-resolutions", "16", "32", "--milestones", "0",

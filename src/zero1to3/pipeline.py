@@ -2,8 +2,8 @@
 
 Sampling follows the authors' demo exactly (SPEC §3, checked against ../shared/peer-kit): batch order
 [uncond, cond], a zero unconditional branch, DDIM on the "reference" trajectory (N requested steps run
-N-1 UNet steps from 1+(N-2)k down to 1, final alpha_prev = alphā[0]), one noise draw per step even at
-eta 0, and uint8 output by truncation.
+N-1 UNet steps from 1+(N-2)k down to 1, final alpha_prev = alphā[0]), x_T then one noise draw per step
+from the same generator (drawn only at eta > 0, where the step uses it), and uint8 output by truncation.
 """
 
 from __future__ import annotations
@@ -377,14 +377,15 @@ class Zero123Pipeline:
         x = latents.to(device=self.device, dtype=torch.float32)
         context = self.context(cond, pose_vectors)
         step_eps = denoise_fn(self, cond, pose_vectors, context, guidance_scale)  # CUDA graph on GPU (fast.py)
+        stochastic = isinstance(sched, DDIMScheduler) and eta > 0  # else the step ignores noise: draw none
         for i, t in enumerate(tqdm(timesteps, desc="sampling", disable=not progress, leave=False)):
-            noise = noises[i] if noises is not None else draw()
+            noise = (noises[i] if noises is not None else draw()) if stochastic else None
             eps = step_eps(x, t)
             if callback is not None:
                 callback(i, int(t), x, eps)
             if isinstance(sched, DDIMScheduler):
-                x = sched.step(eps, t, x, eta=eta,  # noise unused at eta 0: skip its blocking host->device copy
-                               variance_noise=noise.to(x.device) if eta > 0 else None).prev_sample
+                x = sched.step(eps, t, x, eta=eta,
+                               variance_noise=noise.to(x.device) if stochastic else None).prev_sample
             else:
                 x = sched.step(eps, t, x).prev_sample
         return x
@@ -436,6 +437,9 @@ class Zero123Pipeline:
             raise ValueError("give at least one target camera")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if generator is not None and batch_size is not None and batch_size < len(poses) * num_samples:
+            raise ValueError("batch_size with one shared generator would make the noise depend on the "
+                             "chunking; pass seed= instead")
         if torch.is_tensor(image):
             x = self._check_tensor_image(image)
             pil = Image.fromarray(to_uint8(x)[0])
@@ -457,9 +461,6 @@ class Zero123Pipeline:
                                                         for k in range(total)]
         else:
             generators = None
-            if batch_size is not None and batch_size < total:
-                raise ValueError("batch_size with one shared generator would make the noise depend on the "
-                                 "chunking; pass seed= instead")
         outs, lats, decs = [], [], []
         for start in range(0, total, chunk):
             stop = min(total, start + chunk)

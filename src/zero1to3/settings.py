@@ -65,14 +65,16 @@ def _unwrap_optional(hint: Any) -> Any:
 
 
 def _argument_spec(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
-    """argparse keywords (type, nargs, action) for a field's type."""
+    """argparse keywords (type, nargs, action) for a field's type; a list that may be empty (optional, or
+    empty by default) takes ``*`` values, others ``+``."""
+    may_be_empty = _unwrap_optional(hint) is not hint or not _default(f)
     hint = _unwrap_optional(hint)
     if hint is bool:
         return {"action": argparse.BooleanOptionalAction}
     if typing.get_origin(hint) is tuple:
         args = typing.get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
-            return {"type": args[0], "nargs": "*"}
+            return {"type": args[0], "nargs": "*" if may_be_empty else "+"}
         return {"type": args[0], "nargs": len(args)}
     if hint in (int, float, str):
         return {"type": hint}
@@ -104,7 +106,11 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
         target = parser
         if f.metadata.get("exclusive"):
             key = f.metadata["exclusive"]
-            target = groups.setdefault(key, parser.add_mutually_exclusive_group())
+            if key not in groups:
+                groups[key] = parser.add_mutually_exclusive_group()
+            target = groups[key]
+        if spec.get("action") is None and "choices" not in spec:
+            spec["metavar"] = flag_of(f).lstrip("-").upper().replace("-", "_")
         target.add_argument(flag_of(f), dest=f.name, default=UNSET, help=help_text, **spec)
 
 
