@@ -100,7 +100,8 @@ def camera_center(world_to_camera: Any) -> Any:
 
 def look_at(position: Any, target: Sequence[float] = (0.0, 0.0, 0.0),
             up: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
-    """World->camera [R|t] ([..., 3, 4], Blender convention) of camera(s) at ``position`` [..., 3] looking at ``target``.
+    """World->camera [R|t] ([..., 3, 4], Blender convention) of camera(s) at ``position`` [..., 3] looking at
+    ``target``.
 
     The image's up direction is the projection of ``up``; at the poles, where ``up`` is parallel to the
     viewing direction, world +Y (or -Y) serves instead so the matrix stays a rotation.

@@ -148,7 +148,7 @@ class FastDenoiser:
             use_single_token_cross_attention(pipe.unet, cfg.single_token_attention)
         self._unet_fn = pipe.unet
         if cfg.mode == "compile":
-            import torch._inductor.config as inductor
+            import torch._inductor.config as inductor  # lazy: inductor loads only when compiling
 
             inductor.conv_1x1_as_mm = cfg.inductor_tuning
             inductor.coordinate_descent_tuning = cfg.inductor_tuning
@@ -419,7 +419,7 @@ def compile_blocks(module: torch.nn.Module, enable: bool = True, backend: str = 
     shape serves every batch size (channels and sizes stay specialised: fully dynamic shapes ran 6-15%
     slower on an H100); otherwise each batch size compiles again.
     """
-    import torch._dynamo.config as dynamo
+    import torch._dynamo.config as dynamo  # lazy: dynamo loads only when compiling
 
     dynamo.recompile_limit = max(dynamo.recompile_limit, 256)  # UNet and VAE ResNet blocks share one code object
     dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, 1024)
@@ -457,7 +457,8 @@ def compiled_blocks(module: torch.nn.Module) -> int:
 REGIONAL_BLOCKS = ("ResnetBlock2D", "Transformer2DModel", "CLIPEncoderLayer")
 
 
-def denoise_fn(pipe: FastPathHost, cond: Condition, pose_vectors: torch.Tensor, context: torch.Tensor, guidance_scale: float) -> StepFn:
+def denoise_fn(pipe: FastPathHost, cond: Condition, pose_vectors: torch.Tensor, context: torch.Tensor,
+               guidance_scale: float) -> StepFn:
     """The per-step epsilon function ``sample_latents`` calls: the captured step where active, else eager."""
     fast = _fast(pipe)
     step = fast.denoiser(cond, context, guidance_scale) if fast is not None else None

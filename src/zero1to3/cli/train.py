@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "given). For DDP/FSDP: accelerate launch -m zero1to3 train ...")
     p.add_argument("--stage", choices=("diffusion", "vae"), default="diffusion",
                    help="what to train (default: diffusion)")
-    p.add_argument("--export", default=None, help="after training, save the EMA pipeline here (fp16; default: no export)")
+    p.add_argument("--export", default=None,
+                   help="after training, save the EMA pipeline here (fp16; default: no export)")
     add_config_file_option(p)
     add_options(p, TrainConfig)
     shared = {f.name for f in cli_fields(TrainConfig)}

@@ -106,7 +106,8 @@ def _render_one(args: tuple) -> tuple[str, str | None]:
         light = random_light(rng)
         if orbit[0]:
             count, elevation_deg, radius = orbit
-            poses = np.concatenate([poses, camera_at(elevation_deg, np.arange(count) * 360.0 / count, radius).astype(np.float32)])
+            ring = camera_at(elevation_deg, np.arange(count) * 360.0 / count, radius).astype(np.float32)
+            poses = np.concatenate([poses, ring])
         result = render_views(mesh, poses.astype(np.float64), resolution, light=light, supersample=supersample,
                               msaa=msaa, fov_deg=fov_deg)
         folder = Path(out_dir) / name

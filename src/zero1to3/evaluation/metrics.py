@@ -110,7 +110,7 @@ def masked_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ca
 def _torchvision_weights_filename(net: str) -> str:
     """File name torchvision's loader looks for in the torch hub cache for the LPIPS backbone ``net``."""
     try:
-        import torchvision.models as tvm
+        import torchvision.models as tvm  # lazy: optional extra (LPIPS backbone)
     except Exception as exc:  # a broken torchvision raises RuntimeError, not ImportError
         raise MetricUnavailable(f"LPIPS needs torchvision ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     weights = getattr(tvm, _TORCHVISION_WEIGHTS[net]).DEFAULT
@@ -168,7 +168,7 @@ def build_lpips(weights: str | os.PathLike[str] | None = None, net: str = "alex"
             raise MetricUnavailable(f"LPIPS skipped: {path} holds no {expected}")
         path = found[0]
     try:
-        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity  # lazy: optional extra
     except Exception as exc:
         raise MetricUnavailable(f"LPIPS skipped: torchmetrics LPIPS unavailable ({exc})".splitlines()[0]) from None
     with _hub_with(path, expected):
@@ -193,7 +193,7 @@ def build_fid(weights: str | os.PathLike[str] | None = None, feature: int | torc
     images in [0, 1] to [N, D] features (a custom extractor; then no weights are needed). Raises
     :class:`MetricUnavailable`.
     """
-    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.fid import FrechetInceptionDistance  # lazy: optional extra (torch-fidelity)
 
     if isinstance(feature, torch.nn.Module):
         return FrechetInceptionDistance(feature=feature, normalize=True).to(device)
