@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 #: Command modules, in the order ``zero1to3 --help`` lists them.
-COMMAND_MODULES = ("nvs", "convert", "render", "train", "eval", "recon", "bench", "demo")
+COMMAND_MODULES = ("nvs", "convert", "render", "data", "train", "eval", "recon", "bench", "demo")
 
 
 class CLIError(Exception):
