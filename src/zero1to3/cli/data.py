@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "(repeatable); give its split with --split NAME=train|val|test")
     build.add_argument("--split", action="append", default=[], metavar="PKG=SPLIT",
                        help="override a package's split (train, val or test)")
+    build.add_argument("--max-share", type=float, default=0.5, metavar="F",
+                       help="largest share of the objects one package may hold; its excess goes to split "
+                            "<split>_extra (default 0.5; 1 = no cap)")
     build.add_argument("--limit", type=int, default=None, metavar="N", help="at most N objects per source")
     build.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     build.add_argument("--overwrite", action="store_true", help="re-convert objects already converted")
@@ -59,6 +62,8 @@ def run_build(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise CLIError("--workers must be >= 1")
+    if not 0.0 < args.max_share <= 1.0:
+        raise CLIError("--max-share must be in (0, 1]")
     if args.limit is not None and args.limit < 1:
         raise CLIError("--limit must be >= 1")
     splits = dict(DEFAULT_SPLITS)
@@ -88,7 +93,7 @@ def run_build(args: argparse.Namespace) -> int:
     except ReservedSourceError as exc:
         raise CLIError(str(exc)) from exc
     summary = build_corpus(args.out, sources, splits=splits, limit_per_source=args.limit, workers=args.workers,
-                           overwrite=args.overwrite, progress=not args.quiet)
+                           overwrite=args.overwrite, progress=not args.quiet, max_share=args.max_share)
     if summary.objects == 0:
         raise CLIError(f"no objects converted; install sources with: {_install_line()}")
     per_package = ", ".join(f"{k} {v}" for k, v in sorted(summary.per_package.items()))

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="mesh files or folders (obj, glb, gltf, ply, stl, off)")
     source.add_argument("--manifest", type=Path, metavar="PATH",
                         help="a corpus manifest.json from `zero1to3 data build` (with --split)")
-    parser.add_argument("--split", choices=("train", "val", "test"), help="which corpus split to render")
+    parser.add_argument("--split", choices=("train", "val", "test", "train_extra", "val_extra", "test_extra"),
+                        help="which corpus split to render")
     parser.add_argument("--seed", type=int, default=0, help="seed of objects, cameras and lights (default 0)")
     parser.add_argument("--views", type=int, default=12, help="views per object (default 12)")
     parser.add_argument("--resolution", type=int, default=256, help="image size in pixels (default 256)")

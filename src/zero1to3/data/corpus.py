@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["RESERVED_SOURCES", "Source", "SOURCES", "DEFAULT_SPLITS", "ObjectRecord", "ReservedSourceError",
            "check_not_reserved", "build_corpus", "convert_object", "near_duplicate_groups", "assign_splits",
-           "load_manifest", "split_files", "MAX_TEXTURE_SIZE", "MESH_FILE_EXTENSIONS", "read_md2", "read_pmd"]
+           "load_manifest", "split_files", "MAX_TEXTURE_SIZE", "MESH_FILE_EXTENSIONS", "read_md2", "read_pmd", "read_pie"]
 
 #: Sources reserved for independent evaluation (BRIEF): never built into a corpus. Matched against
 #: package names and against every component of a folder source's path.
@@ -108,6 +108,8 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("neverball-data", (f"{_G}/neverball",), (".obj",), up_axis="y", category_levels=(0,),
            exclude=DEFAULT_EXCLUDE + r"|^(map-|textures)"),
     Source("minetest-data", (f"{_G}/minetest",), (".obj", ".b3d"), up_axis="y", category_levels=(1,)),
+    Source("warzone2100-data", (f"{_G}/warzone2100/base.wz", f"{_G}/warzone2100/mp.wz"), (".pie",), up_axis="y",
+           exclude=DEFAULT_EXCLUDE + r"|^(effects|misc)/", category_levels=(0, 1)),
     Source("0ad-data", (f"{_G}/0ad/mods/public/public.zip",), (".xml",), up_axis="y", reader="0ad-actors",
            exclude=DEFAULT_EXCLUDE + r"|^(particle|special|temp|campaigns)/|destruct|rubble|garrison|"
                                      r"(^|/)(units/.*(infantry|cavalry|hero|champion|support|female|citizen))",
@@ -116,9 +118,9 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
 
 #: Default split of the known packages: whole packages per split (held-out makers).
 DEFAULT_SPLITS: dict[str, str] = {
-    "0ad-data": "train", "ufoai-data": "train", "redeclipse-data": "train", "minetest-data": "train",
-    "torcs-data": "val", "neverball-data": "val",
-    "scorched3d-data": "test", "trigger-rally-data": "test",
+    "0ad-data": "train", "ufoai-data": "train", "minetest-data": "train",
+    "warzone2100-data": "val", "scorched3d-data": "val",
+    "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
 }
 
 
@@ -139,6 +141,7 @@ class ObjectRecord:
     sha256: str
     geometry_hash: str
     category: str
+    main_part_span: float = 1.0
     group: str = ""
     split: str = ""
     note: str = ""
@@ -194,7 +197,7 @@ def _iter_files(source: Source, extract_dir: Path) -> Iterator[tuple[str, Path, 
         return
     for root_name in source.roots:
         root = Path(root_name)
-        if root.is_file() and root.suffix.lower() in (".zip", ".pk3"):
+        if root.is_file() and root.suffix.lower() in (".zip", ".pk3", ".wz"):
             target = extract_dir / source.name / root.stem
             if not (target / ".done").is_file():
                 with zipfile.ZipFile(root) as archive:
@@ -332,6 +335,60 @@ def read_md2(path: Path) -> tuple[trimesh.Trimesh, list[str]]:
     mesh = trimesh.Trimesh(xyz[unique[:, 0]], faces, process=False)
     mesh.visual = trimesh.visual.TextureVisuals(uv=uv)
     return mesh, skins
+
+
+def read_pie(path: Path) -> tuple[trimesh.Trimesh, str]:
+    """A Warzone 2100 PIE model (text; PIE 2 pixel or PIE 3 float texture coordinates), first level only,
+    and its texture page name. Polygons are fanned into triangles."""
+    lines = Path(path).read_text(errors="replace").splitlines()
+    if not lines or not lines[0].startswith("PIE"):
+        raise ValueError("not a PIE model")
+    version = int(lines[0].split()[1])
+    texture, size = "", (256.0, 256.0)
+    points: list[list[float]] = []
+    vertices: list[list[float]] = []
+    uvs: list[list[float]] = []
+    faces: list[list[int]] = []
+    i, level = 1, 0
+    while i < len(lines):
+        words = lines[i].split()
+        i += 1
+        if not words:
+            continue
+        if words[0] == "TEXTURE" and len(words) >= 3:
+            texture = words[2]
+            if len(words) >= 5:
+                size = (max(float(words[3]), 1.0), max(float(words[4]), 1.0))
+        elif words[0] == "LEVEL":
+            level = int(words[1])
+            if level > 1:
+                break
+        elif words[0] == "POINTS":
+            points = [[float(x) for x in lines[i + k].split()[:3]] for k in range(int(words[1]))]
+            i += int(words[1])
+        elif words[0] == "POLYGONS":
+            for k in range(int(words[1])):
+                values = lines[i + k].split()
+                flags, count = int(values[0], 16), int(values[1])
+                index = [int(x) for x in values[2:2 + count]]
+                rest = values[2 + count:]
+                if flags & 0x4000:  # animated texture: frames, rate, width, height precede the coordinates
+                    rest = rest[4:]
+                coords = np.array([float(x) for x in rest[:2 * count]] + [0.0] * max(0, 2 * count - len(rest)))
+                coords = coords.reshape(count, 2)
+                if version < 3:
+                    coords = coords / size
+                base = len(vertices)
+                for j, (vi, (u, v)) in enumerate(zip(index, coords)):
+                    vertices.append(points[vi])
+                    uvs.append([u, 1.0 - v])
+                faces += [[base, base + j, base + j + 1] for j in range(1, count - 1)]
+            i += int(words[1])
+    if not faces:
+        raise ValueError("no polygons")
+    mesh = trimesh.Trimesh(np.array(vertices), np.array(faces), process=False)
+    mesh.visual = trimesh.visual.TextureVisuals(uv=np.array(uvs))
+    return mesh, texture
 
 
 def _texture_0ad(names: set[str], file: str) -> str | None:
@@ -603,7 +660,8 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    folders = [path.parent, path.parent.parent]
+    folders = [path.parent, path.parent.parent, path.parent.parent / "texpages",
+               path.parent.parent.parent / "base" / "texpages"]
     textures: dict[str, str] = {}
     if reader == "0ad-actors":
         archive, actor = str(path).split(".zip/", 1)
@@ -618,6 +676,11 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
 def _load_file_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trimesh]:
     suffix = path.suffix.lower()
     with tempfile.TemporaryDirectory(prefix="z123corpus_") as tmp:
+        if suffix == ".pie":
+            mesh, texture = read_pie(path)
+            if texture:
+                textures[""] = texture
+            return [mesh]
         if suffix == ".md2":
             mesh, skins = read_md2(path)
             for skin in skins:
@@ -750,11 +813,42 @@ def geometry_hash(mesh: trimesh.Trimesh) -> str:
     return hashlib.sha256(rows.astype(np.float32).tobytes()).hexdigest()[:16]
 
 
+#: Bumped when :func:`shape_signature` or :func:`main_part_span` change, so cached objects get them
+#: recomputed.
+SIGNATURE_VERSION = 3
+#: Objects whose largest connected piece spans less than this share of the object are dropped: they are
+#: scattered groups (a heap of separate small props) that render as specks once normalised.
+MIN_MAIN_PART_SPAN = 0.6
+
+
+def main_part_span(mesh: trimesh.Trimesh, grid: int = 16, samples: int = 20000) -> float:
+    """Largest side of the biggest connected blob of surface voxels (``grid``^3 over the bounding box),
+    as a share of the object's largest side: ~1 for one object (even with separate parts that touch or
+    overlap, like leaves), small for a scatter of separate pieces."""
+    from scipy import ndimage
+
+    bounds = np.asarray(mesh.bounds, np.float64)
+    extent = float(np.max(bounds[1] - bounds[0]))
+    if extent <= 0:
+        return 0.0
+    points, _ = trimesh.sample.sample_surface(mesh, samples, seed=0)
+    cells = np.clip(((points - bounds[0]) / extent * grid).astype(int), 0, grid - 1)
+    occupied = np.zeros((grid, grid, grid), bool)
+    occupied[tuple(cells.T)] = True
+    labels, count = ndimage.label(occupied, structure=np.ones((3, 3, 3), bool))
+    if count == 0:
+        return 0.0
+    largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    idx = np.argwhere(labels == largest)
+    return float((idx.max(axis=0) - idx.min(axis=0) + 1).max() / grid)
+
+
 def shape_signature(mesh: trimesh.Trimesh) -> tuple:
-    """A coarse shape key for near-duplicates (LODs, re-exports): sorted extents to 0.05 and area to 10%."""
-    extents = tuple(np.round(np.sort(np.asarray(mesh.extents)) / 0.05).astype(int).tolist())
-    area = int(round(np.log(max(float(mesh.area), 1e-9)) / np.log(1.1)))
-    return extents + (area,)
+    """A shape key for near-duplicates across packages (re-exports, re-textured copies): triangle count,
+    sorted extents to 0.02 and area to 5%. Coarser keys join unrelated simple shapes (balls, crates)."""
+    extents = tuple(np.round(np.sort(np.asarray(mesh.extents)) / 0.02).astype(int).tolist())
+    area = int(round(np.log(max(float(mesh.area), 1e-9)) / np.log(1.05)))
+    return (len(mesh.faces),) + extents + (area,)
 
 
 def write_glb(mesh: trimesh.Trimesh, path: Path) -> bytes:
@@ -806,11 +900,18 @@ def assign_splits(records: list[ObjectRecord], splits: dict[str, str]) -> None:
     order = {"train": 0, "val": 1, "test": 2}
     for r in records:
         r.split = splits.get(r.package, _hash_split(r.package))
+    for r in records:
+        if r.main_part_span < MIN_MAIN_PART_SPAN:
+            r.split, r.note = "excluded", f"scattered pieces (main part spans {r.main_part_span:.2f})"
     first_split: dict[str, int] = {}
     for r in records:
+        if r.split == "excluded":
+            continue
         first_split[r.group] = min(first_split.get(r.group, 9), order[r.split])
     seen_geometry: set[tuple[str, str]] = set()
     for r in records:
+        if r.split == "excluded":
+            continue
         if order[r.split] > first_split[r.group]:
             r.note = f"near-duplicate of a {[k for k, v in order.items() if v == first_split[r.group]][0]} object"
             r.split = "excluded"
@@ -819,6 +920,25 @@ def assign_splits(records: list[ObjectRecord], splits: dict[str, str]) -> None:
             r.split = "excluded"
         else:
             seen_geometry.add((r.split, r.geometry_hash))
+
+
+def cap_package_share(records: list[ObjectRecord], max_share: float) -> None:
+    """Move a package's objects beyond ``max_share`` of the kept total to ``<split>_extra`` (stable choice
+    by id hash), so no single maker dominates a split's main part."""
+    if not 0.0 < max_share < 1.0:
+        return
+    kept = [r for r in records if r.split in ("train", "val", "test")]
+    counts = Counter(r.package for r in kept)
+    for package, count in counts.most_common():
+        others = len(kept) - count
+        allowed = int(max_share * others / (1.0 - max_share))
+        if count <= allowed or others == 0:
+            continue
+        members = sorted((r for r in kept if r.package == package),
+                         key=lambda r: hashlib.sha1(r.id.encode()).hexdigest())
+        for r in members[allowed:]:
+            r.split, r.note = f"{r.split}_extra", f"over the {max_share:.0%} per-package share"
+        kept = [r for r in kept if r.split in ("train", "val", "test")]
 
 
 def _hash_split(package: str) -> str:
@@ -838,6 +958,12 @@ class BuildSummary:
     failed: int = 0
 
 
+def _write_json(path: Path, value: object) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
+
+
 def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
     source, rel, path, out_file, category, version, licence, overwrite = args
     oid = Path(out_file).stem
@@ -845,6 +971,12 @@ def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
     try:
         if not overwrite and sidecar.is_file() and Path(out_file).is_file():
             cached = json.loads(sidecar.read_text())
+            if cached.get("signature_version") != SIGNATURE_VERSION:  # keys changed: recompute from the GLB
+                mesh = trimesh.load(out_file, force="mesh", process=False)
+                cached["signature"] = list(shape_signature(mesh))
+                cached["record"]["main_part_span"] = round(main_part_span(mesh), 4)
+                cached["signature_version"] = SIGNATURE_VERSION
+                _write_json(sidecar, cached)
             return cached["record"], tuple(cached["signature"]), None
         mesh = convert_object(Path(path), source.up_axis, reader=source.reader)
         data = write_glb(mesh, Path(out_file))
@@ -854,11 +986,11 @@ def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
             file=str(Path(out_file).relative_to(Path(out_file).parents[2])), faces=int(len(mesh.faces)),
             vertices=int(len(mesh.vertices)), textured=bool(textured),
             vertex_colours=bool(not textured and isinstance(mesh.visual, trimesh.visual.ColorVisuals)),
-            sha256=hashlib.sha256(data).hexdigest(), geometry_hash=geometry_hash(mesh), category=category)
+            sha256=hashlib.sha256(data).hexdigest(), geometry_hash=geometry_hash(mesh), category=category,
+            main_part_span=round(main_part_span(mesh), 4))
         signature = shape_signature(mesh)
-        tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-        tmp.write_text(json.dumps({"record": asdict(record), "signature": list(signature)}))
-        os.replace(tmp, sidecar)
+        _write_json(sidecar, {"record": asdict(record), "signature": list(signature),
+                              "signature_version": SIGNATURE_VERSION})
         return asdict(record), signature, None
     except Exception as exc:  # one broken model must not stop the build
         return None, None, f"{rel}: {type(exc).__name__}: {str(exc)[:200]}"
@@ -867,12 +999,13 @@ def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
 def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = None,
                  splits: dict[str, str] | None = None, limit_per_source: int | None = None,
                  workers: int = 1, overwrite: bool = False, progress: bool = True,
-                 note: Callable[[str], None] = print) -> BuildSummary:
+                 note: Callable[[str], None] = print, max_share: float = 0.5) -> BuildSummary:
     """Convert every object of every installed source into ``out_dir/objects`` and write the manifest.
 
     Missing packages are skipped with a one-line note naming the install command; reserved sources raise
     :class:`ReservedSourceError` before any work. Re-running reuses converted objects (per-object
-    sidecar JSON) unless ``overwrite``.
+    sidecar JSON) unless ``overwrite``. No package holds more than ``max_share`` of the objects: the
+    excess of a larger one (a stable pseudo-random choice) goes to split ``<split>_extra``, still usable.
     """
     from tqdm import tqdm
 
@@ -931,9 +1064,10 @@ def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = 
     for r in records:
         r.group = groups[r.id]
     assign_splits(records, splits)
+    cap_package_share(records, max_share)
     (out / "failed.txt").write_text("\n".join(failures) + ("\n" if failures else ""))
     summary.failed = len(failures)
-    kept = [r for r in records if r.split != "excluded"]
+    kept = [r for r in records if r.split in ("train", "val", "test")]
     summary.objects = len(kept)
     summary.per_package = dict(Counter(r.package for r in kept))
     summary.per_split = dict(Counter(r.split for r in kept))
@@ -946,7 +1080,9 @@ def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = 
         "packages": {p: {"version": next(r.version for r in records if r.package == p),
                          "licence": next(r.licence for r in records if r.package == p),
                          "objects": summary.per_package.get(p, 0)} for p in sorted({r.package for r in records})},
-        "counts": {"objects": summary.objects, "per_split": summary.per_split, "excluded": len(records) - len(kept),
+        "counts": {"objects": summary.objects, "per_split": summary.per_split,
+                   "extra": dict(Counter(r.split for r in records if r.split.endswith("_extra"))),
+                   "excluded": sum(r.split == "excluded" for r in records),
                    "failed": len(failures), "textured": sum(r.textured for r in kept)},
         "objects": [asdict(r) for r in records],
     }
