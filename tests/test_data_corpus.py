@@ -43,6 +43,10 @@ def _make_packages(root: Path) -> tuple[Path, Path]:
     copy = sphere.copy()
     copy.apply_translation((9.0, 9.0, 9.0))
     copy.export(b / "misc" / "ball.ply")  # same model shipped by another package
+    pebbles = [trimesh.creation.icosphere(subdivisions=1, radius=0.1) for _ in range(4)]
+    for i, pebble in enumerate(pebbles):  # four small pieces far apart: a scatter, not one object
+        pebble.apply_translation((3.0 * (i % 2), 3.0 * (i // 2), 0.0))
+    trimesh.util.concatenate(pebbles).export(a / "plants" / "scatter.ply")
     torus = trimesh.creation.torus(1.0, 0.3)
     torus.export(b / "misc" / "ring.stl")
     return a, b
@@ -57,10 +61,12 @@ def _sources(a: Path, b: Path) -> list[Source]:
 def test_build_normalises_groups_and_splits_by_package(tmp_path: Path) -> None:
     a, b = _make_packages(tmp_path / "src")
     summary = build_corpus(tmp_path / "corpus", _sources(a, b), splits={"pkg-a": "train", "pkg-b": "test"},
-                           progress=False, note=lambda _: None)
+                           progress=False, note=lambda _: None, max_share=1.0)
     manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
     rows = {Path(o["source_path"]).stem: o for o in manifest["objects"]}
-    assert set(rows) == {"cabinet", "bush", "bush_lod", "ball", "ring"}  # the one-triangle leaf is dropped
+    assert set(rows) == {"cabinet", "bush", "bush_lod", "ball", "ring", "scatter"}  # one-triangle leaf dropped
+    assert rows["scatter"]["split"] == "excluded" and rows["scatter"]["main_part_span"] < 0.3
+    assert rows["cabinet"]["main_part_span"] == 1.0
     assert summary.failed == 1 and "leaf" in (tmp_path / "corpus" / "failed.txt").read_text()
     # Split by whole package; exact copies within a split keep one member; the copy in another package is
     # in the same near-duplicate group and is excluded from the held-out split.
@@ -89,9 +95,16 @@ def test_build_normalises_groups_and_splits_by_package(tmp_path: Path) -> None:
 
     # Re-running reuses converted objects and yields the same manifest rows.
     build_corpus(tmp_path / "corpus", _sources(a, b), splits={"pkg-a": "train", "pkg-b": "test"},
-                 progress=False, note=lambda _: None)
+                 progress=False, note=lambda _: None, max_share=1.0)
     again = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
     assert again["objects"] == manifest["objects"]
+    # With the default cap no package holds more than half: pkg-a's second object moves to train_extra.
+    capped = build_corpus(tmp_path / "corpus", _sources(a, b), splits={"pkg-a": "train", "pkg-b": "test"},
+                          progress=False, note=lambda _: None)
+    assert capped.per_package == {"pkg-a": 1, "pkg-b": 1}
+    extra = [o for o in json.loads((tmp_path / "corpus" / "manifest.json").read_text())["objects"]
+             if o["split"] == "train_extra"]
+    assert len(extra) == 1 and extra[0]["package"] == "pkg-a"
 
 
 def test_reserved_sources_are_refused(tmp_path: Path, capsys) -> None:

@@ -128,10 +128,11 @@ def _unit(direction: Sequence[float]) -> np.ndarray:
 
 def random_light(rng: np.random.Generator) -> Light:
     """A random light rig for one object: a key light mostly from above, 1-2 weaker fill lights from
-    anywhere, ambient 0.25-0.5 and a mild specular highlight (0-0.25). Total diffuse stays near 1 so
-    albedo is neither washed out nor dark."""
-    ambient = float(rng.uniform(0.25, 0.5))
-    budget = 1.05 - ambient
+    anywhere, ambient 0.35-0.55 and a mild specular highlight (0-0.25). Ambient plus all lights stays
+    near 1.15, so a surface facing the key light shows about its albedo (game textures are authored dark
+    for engines that add light maps; the reference renders are bright)."""
+    ambient = float(rng.uniform(0.35, 0.55))
+    budget = 1.15 - ambient
     key = rng.normal(size=3)
     key[2] = abs(key[2]) + 0.3
     key_share = float(rng.uniform(0.55, 0.8))
