@@ -1,6 +1,7 @@
 """Contact sheet of N random rendered objects of one split (view 000 of each, composited on white).
 
 Usage: python scripts/corpus_contact_sheet.py RENDERS_DIR OUT.png [--count 64] [--size 64] [--seed 0]
+       [--manifest /work/corpus/manifest.json --split train]
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import numpy as np
 from PIL import Image
 
 
-def contact_sheet(renders: Path, count: int, size: int, seed: int, columns: int = 8) -> Image.Image:
-    folders = sorted(p for p in renders.iterdir() if (p / "000.png").is_file())
+def contact_sheet(renders: Path, count: int, size: int, seed: int, columns: int = 8,
+                  only: set[str] | None = None) -> Image.Image:
+    folders = sorted(p for p in renders.iterdir() if (p / "000.png").is_file() and (only is None or p.name in only))
     if not folders:
         raise SystemExit(f"no rendered objects in {renders}")
     rng = np.random.default_rng(seed)
@@ -35,8 +37,15 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--manifest", type=Path, help="corpus manifest.json: only objects of --split")
+    parser.add_argument("--split", default="train")
     args = parser.parse_args()
-    sheet = contact_sheet(args.renders, args.count, args.size, args.seed)
+    only = None
+    if args.manifest is not None:
+        import json
+
+        only = {o["id"] for o in json.loads(args.manifest.read_text())["objects"] if o["split"] == args.split}
+    sheet = contact_sheet(args.renders, args.count, args.size, args.seed, only=only)
     sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)
     print(f"{args.out}: {args.out.stat().st_size / 1024:.0f} KB")
 
