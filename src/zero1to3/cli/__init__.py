@@ -14,7 +14,7 @@ from typing import Sequence
 from zero1to3.cli.common import CLIError
 
 #: Command modules, in the order ``zero1to3 --help`` lists them.
-COMMAND_MODULES = ("nvs", "convert", "render", "train", "eval", "recon", "bench", "demo")
+COMMAND_MODULES = ("nvs", "convert", "render", "data", "train", "eval", "recon", "bench", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
