@@ -88,15 +88,6 @@ def dataset(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("renders"))
 
 
-@pytest.fixture(scope="module")
-def tiny_pipe():
-    try:
-        from zero1to3.pipeline import Zero123Pipeline
-    except ImportError as exc:  # pragma: no cover - before the pipeline lands
-        pytest.skip(f"zero1to3.pipeline unavailable: {exc}")
-    return Zero123Pipeline.from_preset("tiny", seed=0)
-
-
 def _metrics() -> ImageMetrics:
     return ImageMetrics(use_lpips=False, use_fid=False)
 
@@ -327,7 +318,7 @@ def main(argv: list[str]) -> int:
     import argparse
     import sys
 
-    from zero1to3.cli import CLIError
+    from zero1to3.cli.common import CLIError
     from zero1to3.cli import eval as eval_cli
 
     parser = argparse.ArgumentParser(prog="zero1to3")

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zero1to3.cli import CLIError
-from zero1to3.cli.common import add_model_arguments
+from zero1to3.cli.common import CLIError, add_model_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
