@@ -260,10 +260,9 @@ def orbit_poses(polar: float, radius: float, views: int = ORBIT_VIEWS) -> list[R
 
 
 def write_gif(frames: Sequence[np.ndarray], path: Path, fps: float = 4.0) -> Path:
-    import imageio.v2 as imageio
+    from zero1to3.media import save_animation
 
-    imageio.mimsave(path, [np.asarray(for_display(f)) for f in frames], duration=1.0 / fps, loop=0)
-    return path
+    return save_animation(path, [np.asarray(for_display(f)) for f in frames], fps)
 
 
 #: 3D quality presets: ReconConfig overrides. "fast" keeps a CPU run to a few minutes (coarse grid,

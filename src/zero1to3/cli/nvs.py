@@ -83,7 +83,7 @@ def run_nvs(args: argparse.Namespace) -> int:
     folder = Path(args.output)
     folder.mkdir(parents=True, exist_ok=True)
     out.input_image.save(folder / "input.png")
-    for p, (pose, row) in enumerate(zip(poses, out.images)):
+    for p, (pose, row) in enumerate(zip(poses, out.images_per_pose)):
         polar, azimuth, radius = pose.degrees()
         for s, img in enumerate(row):
             img.save(folder / f"view{p:02d}_polar{polar:+.0f}_az{azimuth:.0f}_r{radius:+.2f}_s{s}.png")
@@ -94,11 +94,9 @@ def run_nvs(args: argparse.Namespace) -> int:
 
 
 def run_orbit(args: argparse.Namespace) -> int:
-    import imageio.v2 as imageio
-    import numpy as np
-
     from zero1to3.camera import orbit, spiral
     from zero1to3.cli import CLIError
+    from zero1to3.media import MediaError, check_animation_path, gif_delay_ms, save_animation
     from zero1to3.preprocess import ImageInputError
 
     _check_image(args.image)
@@ -108,22 +106,16 @@ def run_orbit(args: argparse.Namespace) -> int:
         poses = spiral(args.views, input_elevation_deg=finite("input-elevation", args.input_elevation))
     else:
         poses = orbit(args.views, finite("elevation", args.elevation), finite("input-elevation", args.input_elevation))
-    output = Path(args.output)
-    if output.suffix.lower() not in (".gif", ".mp4"):
-        raise CLIError(f"--output must end in .gif or .mp4, got {output.name}")
+    try:
+        output = check_animation_path(args.output)  # before any sampling: a missing MP4 encoder fails now
+        gif_delay_ms(args.fps)
+    except MediaError as exc:
+        raise CLIError(str(exc)) from None
     pipe = load_pipeline(args)
     try:
         out = pipe(args.image, poses, num_samples=1, **_sampling_kwargs(args))
     except ImageInputError as exc:
         raise CLIError(str(exc)) from None
-    frames = [np.asarray(f) for f in out.array[:, 0]]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix.lower() == ".gif":
-        imageio.mimsave(output, frames, duration=1.0 / args.fps, loop=0)
-    else:
-        try:
-            imageio.mimsave(output, frames, fps=args.fps)
-        except Exception as exc:  # imageio raises plugin-specific errors when ffmpeg is missing
-            raise CLIError(f"cannot write {output.name}: {exc}; install imageio-ffmpeg or use .gif") from None
-    print(f"wrote {len(frames)} frames to {output}")
+    save_animation(output, list(out.array[:, 0]), args.fps)
+    print(f"wrote {len(out.array)} frames to {output} ({args.fps:g} fps)")
     return 0

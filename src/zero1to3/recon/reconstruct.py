@@ -96,17 +96,12 @@ def render_turntable(field_: VoxelField, path: str | Path, frames: int = 60, ele
                      radius: float = 2.0, fov_deg: float = 49.1, resolution: int = 256, fps: int = 20
                      ) -> Path:
     """A full azimuth orbit of the field at the input elevation, as GIF (or .mp4 with imageio-ffmpeg)."""
-    import imageio.v2 as imageio
+    from zero1to3.media import check_animation_path, save_animation
 
-    path = Path(path)
+    path = check_animation_path(path)
     cams = [camera_at(elevation_deg, 360.0 * i / frames, radius) for i in range(frames)]
     images = render_views(field_, cams, fov_deg, resolution)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
-        imageio.mimsave(path, list(images), duration=1.0 / fps, loop=0)
-    else:
-        imageio.mimsave(path, list(images), fps=fps)
-    return path
+    return save_animation(path, list(images), fps)
 
 
 def _write_preview(field_: VoxelField, preview_dir: Path, step: int, config: ReconConfig,
