@@ -11,6 +11,8 @@ import importlib
 import sys
 from typing import Sequence
 
+from zero1to3.cli.common import CLIError
+
 #: Command -> (module, one-line help), in the order ``zero1to3 --help`` lists them. Only the module of the
 #: command being run is imported (lazy registration), so ``--help`` does not pay for torch or diffusers.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,10 +28,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 #: Kept for code that iterates over the command modules.
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
-
-
-class CLIError(Exception):
-    """An error the CLI reports in one line (bad input, missing file), without a traceback."""
 
 
 def _requested_command(argv: Sequence[str] | None) -> str | None:

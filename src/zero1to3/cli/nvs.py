@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from zero1to3.cli.common import add_model_arguments, add_sampling_arguments, finite, load_pipeline
+from zero1to3.cli.common import CLIError, add_model_arguments, add_sampling_arguments, finite, load_pipeline
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _poses(args: argparse.Namespace):
     from zero1to3.camera import RelativePose
-    from zero1to3.cli import CLIError
 
     counts = {len(args.polar), len(args.azimuth), len(args.radius)} - {1}
     if len(counts) > 1:
@@ -52,16 +51,12 @@ def _poses(args: argparse.Namespace):
 
 
 def _check_image(path: str) -> None:
-    from zero1to3.cli import CLIError
-
     if not Path(path).is_file():
         raise CLIError(f"image file not found: {path}")
 
 
 def _sampling_kwargs(args: argparse.Namespace) -> dict:
     if args.steps < 1:
-        from zero1to3.cli import CLIError
-
         raise CLIError(f"--steps must be >= 1, got {args.steps}")
     return dict(num_inference_steps=args.steps, guidance_scale=finite("guidance", args.guidance),
                 scheduler=args.scheduler, eta=args.eta, seed=args.seed, preprocess=not args.no_preprocess,
@@ -78,8 +73,6 @@ def run_nvs(args: argparse.Namespace) -> int:
     try:
         out = pipe(args.image, poses, num_samples=args.num_samples, **_sampling_kwargs(args))
     except ImageInputError as exc:
-        from zero1to3.cli import CLIError
-
         raise CLIError(str(exc)) from None
     folder = Path(args.output)
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,7 +89,6 @@ def run_nvs(args: argparse.Namespace) -> int:
 
 def run_orbit(args: argparse.Namespace) -> int:
     from zero1to3.camera import orbit, spiral
-    from zero1to3.cli import CLIError
     from zero1to3.media import MediaError, check_animation_path, gif_delay_ms, save_animation
     from zero1to3.preprocess import ImageInputError
 

@@ -9,6 +9,8 @@ import argparse
 import dataclasses
 from typing import Any
 
+from zero1to3.cli.common import CLIError
+
 HELP = {
     "data": "dataset folder in the render layout (one folder per object, NNN.png + NNN.npy)",
     "output_dir": "run folder: checkpoints/, samples/, metrics.jsonl, config.json",
@@ -58,7 +60,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from zero1to3.cli import CLIError
     from zero1to3.training import TrainConfig, Trainer, VAETrainConfig, train_vae
 
     if not args.data or not Path(args.data).is_dir():

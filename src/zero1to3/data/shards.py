@@ -188,8 +188,10 @@ def pack_render_folder(root: str | os.PathLike[str], out_dir: str | os.PathLike[
                        max_shard_bytes: int = 60 * 2**20) -> dict:
     """PNG layout -> shards; objects that cannot be read are listed in the index under ``skipped``."""
     views, skipped = read_render_folder(root, image_size, num_views)
+    meta_file = Path(root) / "meta.json"  # render settings, e.g. which views are the orbit views
+    render_meta = json.loads(meta_file.read_text()) if meta_file.is_file() else None
     return write_shards(views, out_dir, quality=quality, max_shard_bytes=max_shard_bytes,
-                        extra={"source": str(root), "skipped": skipped})
+                        extra={"source": str(root), "skipped": skipped, "render_meta": render_meta})
 
 
 def is_shard_folder(path: str | os.PathLike[str]) -> bool:
@@ -236,3 +238,27 @@ def read_shards(path: str | os.PathLike[str], workers: int | None = None) -> Vie
     if start != n:
         raise ValueError(f"{folder}: index says {n} objects, shards hold {start}")
     return ViewSet(images, alpha, np.concatenate(poses).astype(np.float32), names)
+
+
+def unpack_shards(path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> int:
+    """Shards -> the released PNG layout (RGBA + world->camera npy), e.g. for ``zero1to3 eval nvs``.
+
+    The colour under partial alpha is recovered from the white composite as (c - 255 (1 - a)) / a, so
+    compositing the written PNG on white gives back the stored view (up to rounding).
+    """
+    views = read_shards(path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    render_meta = json.loads((Path(path) / SHARD_INDEX).read_text()).get("render_meta")
+    if render_meta is not None:
+        _atomic_write_text(out / "meta.json", json.dumps(render_meta, indent=1))
+    for n, name in enumerate(views.names):
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        a = views.alpha[n].astype(np.float32)[..., None] / 255.0
+        colour = (views.images[n].astype(np.float32) - 255.0 * (1.0 - a)) / np.maximum(a, 1.0 / 255.0)
+        rgba = np.concatenate([np.clip(np.rint(colour), 0, 255), a * 255.0], -1).astype(np.uint8)
+        for v in range(rgba.shape[0]):
+            Image.fromarray(rgba[v], "RGBA").save(folder / f"{v:03d}.png")
+            np.save(folder / f"{v:03d}.npy", views.poses[n, v])
+    return len(views.names)
