@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--quality-views", type=int, default=4)
     what.add_argument("--time-budget", type=float, default=480.0,
                       help="seconds; parts that would not fit are skipped and listed (default 480)")
-    what.add_argument("--threads", type=int, default=None, help="CPU threads (default 2 on CPU)")
+    what.add_argument("--threads", type=int, default=None,
+                      help="CPU threads (default: $OMP_NUM_THREADS, else the fastest for the model's size: 1 for small models)")
     what.add_argument("--seed", type=int, default=0)
     out = parser.add_argument_group("output")
     out.add_argument("--output", default=None, help="also write the Markdown report here")

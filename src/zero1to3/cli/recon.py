@@ -23,7 +23,7 @@ WEIGHT_FLAGS = {
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from zero1to3.recon.config import ReconConfig
+    from zero1to3.recon.config import RECON_PRESETS, ReconConfig
 
     d = ReconConfig()
     p = sub.add_parser("recon", help="image -> 3D mesh (score distillation through Zero-1-to-3)",
@@ -31,13 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", help="object image (on white, or RGBA with transparency)")
     p.add_argument("-o", "--output", required=True, help="output folder (mesh, settings.json, turntable)")
     add_model_arguments(p)
-    p.add_argument("--steps", type=int, default=d.steps, help=f"optimisation steps (default {d.steps})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help=f"novel views per step (default {d.batch_size})")
+    p.add_argument("--preset", choices=tuple(RECON_PRESETS), default=None,
+                   help="fast: CPU preview in minutes (60 steps, 32-48 voxel grids, 2 views a step, 128 px "
+                        "turntable); full: the recipe (600 steps, 64-128 grids; hours on a CPU). "
+                        "Default: fast on a CPU, full on a GPU; --steps/--batch-size override it")
+    p.add_argument("--steps", type=int, default=None, help=f"optimisation steps (default: the preset's; full: {d.steps})")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"novel views per step (default: the preset's; full: {d.batch_size})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
     p.add_argument("--guidance", type=float, default=d.guidance_scale,
                    help=f"classifier-free guidance scale (default {d.guidance_scale:g})")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the cameras, timesteps and noise")
     elev = p.add_mutually_exclusive_group()
     elev.add_argument("--elevation", type=float, default=None,
                       help=f"elevation of the input view in degrees (default {d.elevation_deg:g})")
@@ -62,11 +66,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def build_config(args: argparse.Namespace):
-    """The ReconConfig the arguments describe (errors as one-line CLIError)."""
-    from zero1to3.recon.config import ReconConfig
+def build_config(args: argparse.Namespace, device: str = "cpu"):
+    """The ReconConfig the arguments describe, on top of the preset (errors as one-line CLIError)."""
+    from zero1to3.recon.config import RECON_PRESETS, ReconConfig, default_preset
 
-    values = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+    preset = args.preset or default_preset(device)
+    values = dict(RECON_PRESETS[preset])
+    for flag, field_name in (("steps", "steps"), ("batch_size", "batch_size")):
+        if getattr(args, flag) is not None:
+            values[field_name] = getattr(args, flag)
+    values |= {"lr": args.lr,
               "guidance_scale": args.guidance, "seed": args.seed, "radius": args.radius, "fov_deg": args.fov,
               "estimate_elevation": bool(args.estimate_elevation), "iso_level": args.iso,
               "preprocess": not args.no_preprocess}
@@ -92,17 +101,33 @@ def run(args: argparse.Namespace) -> int:
     image = Path(args.image)
     if not image.is_file():
         raise CLIError(f"input image not found: {image}")
-    config = build_config(args)
+    import torch
+
+    from zero1to3.media import MediaError, check_animation_path
+    from zero1to3.recon.config import PRESET_TURNTABLE, default_preset
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    preset = args.preset or default_preset(device)
+    config = build_config(args, device)
     out = Path(args.output)
+    if not args.no_turntable:
+        try:  # before hours of optimisation: a missing MP4 encoder fails now
+            check_animation_path(out / f"turntable.{args.turntable_format}")
+        except MediaError as exc:
+            raise CLIError(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(f"preset {preset}{'' if args.preset else f' (default on {device})'}: {config.steps} steps, "
+          f"{config.batch_size} views a step, grids {'/'.join(map(str, config.grid_resolutions))}", flush=True)
     pipe = load_pipeline(args)
     try:
         result = reconstruct(pipe, image, config, preview_dir=out / "preview" if args.preview else None,
                              preview_every=args.preview_every, progress=not args.no_progress)
     except EmptyMeshError as exc:
         raise CLIError(f"no mesh: {exc}") from None
+    frames, size = PRESET_TURNTABLE[preset]
     paths = result.save(out, mesh_format=args.format, turntable=not args.no_turntable,
-                        video_format=args.turntable_format)
+                        video_format=args.turntable_format, turntable_frames=frames, turntable_resolution=size,
+                        progress=not args.no_progress)
     if result.elevation is not None:
         print(f"elevation: {result.elevation.reason}")
     print(f"mesh: {paths['mesh']} ({len(result.mesh.vertices)} vertices, {len(result.mesh.faces)} faces, "
