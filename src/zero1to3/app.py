@@ -327,11 +327,10 @@ def about_model(pipe: "Zero123Pipeline", info: "DemoInfo") -> str:
     where = "GPU" if str(pipe.device).startswith("cuda") else "CPU"
     text = (f"**{info.model_name}**: {millions:.0f} M parameters, {size}×{size} px views, running on the {where}. ")
     if info.model_name == "embedded default model":
-        text += ("A small model trained by this project on procedural objects (coloured, textured primitives "
-                 "rendered on white), so that everything works offline on a CPU. It turns the camera around "
-                 "objects like the examples; it does not know real-world objects or fine detail, and real "
-                 "photos come out blurry. For photos, serve the official Zero-1-to-3 weights with "
-                 "`zero1to3 demo --model PATH`. ")
+        text += ("A small model trained by this project on rendered 3D objects, so that everything works "
+                 "offline on a CPU. It turns the camera around simple objects like the examples; at this size "
+                 "it has little fine detail and real photos come out blurry. For photos, serve the official "
+                 "Zero-1-to-3 weights with `zero1to3 demo --model PATH`. ")
     return text + (f"Data, training, measured quality and limits: the model card (`{MODEL_CARD}` in the "
                    "project's source).")
 
