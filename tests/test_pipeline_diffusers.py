@@ -11,6 +11,7 @@ from PIL import Image
 from zero1to3.camera import RelativePose
 from zero1to3.cpu_threads import SMALL_MODEL_PARAMETERS, choose_cpu_threads
 from zero1to3.pipeline import NovelViewOutput, Zero123Pipeline
+from zero1to3.seeding import view_seed
 
 STEPS = 3
 
@@ -36,11 +37,14 @@ def today(pipe, photo):
 
 def test_diffusers_style_call_equals_todays_call_bit_for_bit(pipe, photo, today):
     out = pipe(photo, [[0, 90, 0], [-10, 180, 0.1]], num_images_per_prompt=2, num_inference_steps=STEPS,
-               generator=torch.Generator().manual_seed(3), output_type="np")
+               generator=[torch.Generator().manual_seed(view_seed(3, k)) for k in range(4)], output_type="np")
     assert isinstance(out, NovelViewOutput)
     assert out.images.shape == (4, 64, 64, 3) and out.images.dtype == np.float32
     assert np.array_equal(np.round(out.images * 255).astype(np.uint8), today.array.reshape(4, 64, 64, 3))
     assert np.array_equal(out.array, today.array)
+    with pytest.raises(ValueError, match="3 generators for 4 images"):
+        pipe(photo, [[0, 90, 0], [-10, 180, 0.1]], num_images_per_prompt=2, num_inference_steps=STEPS,
+             generator=[torch.Generator() for _ in range(3)])
 
 
 def test_output_types_hold_the_same_pixels(pipe, photo, today):

@@ -2,12 +2,13 @@
 
 Sampling follows the authors' demo exactly (SPEC §3, checked against ../shared/peer-kit): batch order
 [uncond, cond], a zero unconditional branch, DDIM on the "reference" trajectory (N requested steps run
-N-1 UNet steps from 1+(N-2)k down to 1, final alpha_prev = alphā[0]), one noise draw per step even at
-eta 0, and uint8 output by truncation.
+N-1 UNet steps from 1+(N-2)k down to 1, final alpha_prev = alphā[0]), x_T then one noise draw per step
+from the same generator (drawn only at eta > 0, where the step uses it), and uint8 output by truncation.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -15,23 +16,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import diffusers
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import CLIPVisionModelWithProjection
+from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from zero1to3 import fast
 from zero1to3.camera import RelativePose
+from zero1to3.checkpoint import load_original_components
 from zero1to3.cpu_threads import choose_cpu_threads, cpu_threads
 from zero1to3.fast import denoise_fn, enable_fast_path
 from zero1to3.model import (CLIP_MEAN, CLIP_STD, CameraProjection, PoseEncoding, build_camera_projection,
                             build_image_encoder, build_scheduler, build_unet, build_vae, clip_image_embedding,
                             latent_moments, pose_vector_tensor, preset, timestep_tensor)
-from zero1to3.preprocess import (DEFAULT_FOREGROUND_RATIO, ImageInput, PreprocessConfig, preprocess_image,
-                                 to_model_input)
+from zero1to3.preprocess import DEFAULT_FOREGROUND_RATIO, ImageInput, PreprocessConfig, preprocess_image, to_model_input
+from zero1to3.seeding import view_seed
 
 #: Sampler names every command and the demo accept.
 SCHEDULERS: tuple[str, ...] = ("ddim", "dpmsolver++")
@@ -256,10 +259,9 @@ class Zero123Pipeline:
             raise ModelLoadError(f"model path not found: {path} (expected a diffusers-layout folder with "
                                  f"{', '.join(COMPONENT_FOLDERS)}/ or an original .ckpt file)")
         if path.is_file():
-            from zero1to3.checkpoint import load_original_checkpoint
-
-            pipe = load_original_checkpoint(path, image_encoder=image_encoder, use_ema=use_ema,
-                                            original_config=original_config)
+            parts = load_original_components(path, image_encoder=image_encoder, use_ema=use_ema,
+                                             original_config=original_config)
+            pipe = cls(parts.unet, parts.vae, parts.image_encoder, parts.camera_projection, parts.scheduler)
         else:
             pipe = cls._from_folder(path, image_encoder)
         if pose_encoding is not None:
@@ -289,8 +291,6 @@ class Zero123Pipeline:
             raise ModelLoadError(f"cannot load model from {path}: {first}") from None
         extractor = None
         if (path / "feature_extractor").is_dir():
-            from transformers import CLIPImageProcessor
-
             extractor = CLIPImageProcessor.from_pretrained(path / "feature_extractor")
         return cls(unet, vae, encoder, projection, scheduler, extractor,
                    pose_encoding=meta.get("pose_encoding", "zero123"),
@@ -300,18 +300,14 @@ class Zero123Pipeline:
         """Write the diffusers layout of the public conversions (safetensors), plus model_index.json."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        originals = {}
         for name in ("unet", "vae", "image_encoder", "camera_projection"):
             module = getattr(self, name)
             folder = "cc_projection" if name == "camera_projection" else name
-            if dtype is not None:
-                originals[name] = next(module.parameters()).dtype
-                module.to(dtype)
+            if dtype is not None and any(p.dtype != dtype for p in module.parameters()):
+                # a cast copy, one module at a time: casting in place and back would round the live weights
+                module = copy.deepcopy(module).to(dtype)
             module.save_pretrained(path / folder, safe_serialization=True)
-            if dtype is not None:
-                module.to(originals[name])
         self.scheduler.save_pretrained(path / "scheduler")
-        from transformers import CLIPImageProcessor
 
         size = self.image_encoder.config.image_size
         extractor = self.feature_extractor or CLIPImageProcessor(
@@ -443,12 +439,15 @@ class Zero123Pipeline:
     @torch.no_grad()
     def sample_latents(self, cond: Conditioning, pose_vectors: torch.Tensor, *, num_inference_steps: int = 50,
                        guidance_scale: float = 3.0, scheduler: str = "ddim", eta: float = 0.0,
-                       generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
+                       generator: torch.Generator | Sequence[torch.Generator] | None = None,
+                       latents: torch.Tensor | None = None,
                        noises: Sequence[torch.Tensor] | None = None, progress: bool = False,
                        callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None,
                        step_end: Callable[[int, int, torch.Tensor], torch.Tensor | None] | None = None) -> torch.Tensor:
         """Run the sampler for a batch whose conditioning rows align with ``pose_vectors`` rows.
 
+        ``generator``: one generator for the batch (the authors' order: x_T, then one draw per step), or one
+        per row, each drawing that row's x_T and step noise (so a row's noise does not depend on the batch).
         ``callback(i, t, x, eps)`` runs before step i's update; ``step_end(i, t, x)`` after it and may
         return replacement latents (diffusers' callback_on_step_end).
         """
@@ -460,19 +459,28 @@ class Zero123Pipeline:
         shape = (batch, 4, self.unet.config.sample_size, self.unet.config.sample_size)
         sched = make_scheduler(scheduler, self.scheduler.config)
         timesteps = sampler_timesteps(sched, num_inference_steps)  # DDIM (named or assigned): reference
+        if isinstance(generator, Sequence) and len(generator) != batch:
+            raise ValueError(f"got {len(generator)} generators for a batch of {batch}")
+
+        def draw() -> torch.Tensor:
+            if isinstance(generator, Sequence):
+                return torch.cat([torch.randn((1, *shape[1:]), generator=g, dtype=torch.float32) for g in generator])
+            return torch.randn(shape, generator=generator, dtype=torch.float32)
+
         if latents is None:
-            latents = torch.randn(shape, generator=generator, dtype=torch.float32)
+            latents = draw()
         x = latents.to(device=self.device, dtype=torch.float32)
         context = self.context(cond, pose_vectors)
         step_eps = denoise_fn(self, cond, pose_vectors, context, guidance_scale)  # CUDA graph on GPU (fast.py)
+        stochastic = isinstance(sched, DDIMScheduler) and eta > 0  # else the step ignores noise: draw none
         for i, t in enumerate(tqdm(timesteps, desc="sampling", disable=not progress, leave=False)):
-            noise = noises[i] if noises is not None else torch.randn(shape, generator=generator, dtype=torch.float32)
+            noise = (noises[i] if noises is not None else draw()) if stochastic else None
             eps = step_eps(x, t)
             if callback is not None:
                 callback(i, int(t), x, eps)
             if isinstance(sched, DDIMScheduler):
-                x = sched.step(eps, t, x, eta=eta,  # noise unused at eta 0: skip its blocking host->device copy
-                               variance_noise=noise.to(x.device) if eta > 0 else None).prev_sample
+                x = sched.step(eps, t, x, eta=eta,
+                               variance_noise=noise.to(x.device) if stochastic else None).prev_sample
             else:
                 x = sched.step(eps, t, x).prev_sample
             if step_end is not None:
@@ -502,7 +510,8 @@ class Zero123Pipeline:
     def __call__(self, image: ImageInput, poses: PoseInput, *, num_samples: int | None = None,
                  num_images_per_prompt: int | None = None, guidance_scale: float = 3.0,
                  num_inference_steps: int = 50, scheduler: str | SchedulerMixin | None = None,
-                 eta: float = 0.0, seed: int | None = 0, generator: torch.Generator | None = None,
+                 eta: float = 0.0, seed: int | None = 0,
+                 generator: torch.Generator | Sequence[torch.Generator] | None = None,
                  output_type: str = "pil", return_dict: bool = True,
                  preprocess: bool = True, foreground_ratio: float | None = None,
                  input_polar: float | None = None, batch_size: int | None = None, progress: bool = False,
@@ -514,14 +523,17 @@ class Zero123Pipeline:
         """Generate ``num_samples`` views for each target camera in one batched sampler run.
 
         ``poses``: RelativePose(s), ``[polar, azimuth, radius]`` changes in degrees (the community Zero1to3
-        form), or pose vectors [P, 4]. ``seed`` fixes a CPU generator so results do not depend on the
-        device (``generator`` overrides it); ``batch_size`` caps how many views run through the UNet at once
-        (memory). ``scheduler``: "ddim", "dpmsolver++", a diffusers scheduler object, or None for
-        ``self.scheduler`` (assign ``pipe.scheduler = X.from_config(pipe.scheduler.config)`` as in diffusers;
-        DDIM always runs the reference trajectory). ``input_polar`` (radians) is used by the Stable Zero123
-        pose encoding. ``callback(step, t, x, eps)`` runs before every sampler step (it may raise to cancel
-        a request); ``callback_on_step_end(pipe, step, t, {"latents": x})`` after it, as in diffusers, and
-        may return ``{"latents": new}``. Diffusers' names work as aliases: ``num_images_per_prompt``,
+        form), or pose vectors [P, 4]. ``seed`` gives every generated image its own CPU generator
+        (:func:`zero1to3.seeding.view_seed`), so results depend neither on the device nor on ``batch_size``,
+        which caps how many views run through the UNet at once (memory); a ``generator`` given instead is
+        shared by the whole request, as in the authors' code; a list of generators gives one per image
+        (pose-major), as in diffusers. ``scheduler``: "ddim",
+        "dpmsolver++", a diffusers scheduler object, or None for ``self.scheduler`` (assign
+        ``pipe.scheduler = X.from_config(pipe.scheduler.config)`` as in diffusers; DDIM always runs the
+        reference trajectory). ``input_polar`` (radians) is used by the Stable Zero123 pose encoding.
+        ``callback(step, t, x, eps)`` runs before every sampler step (progress; it may raise to cancel a
+        request); ``callback_on_step_end(pipe, step, t, {"latents": x})`` after it, as in diffusers, and may
+        return ``{"latents": new}``. Diffusers' names work as aliases: ``num_images_per_prompt``,
         ``output_type`` ("pil", "np", "pt", "latent"), ``return_dict=False`` (a tuple ``(images,)``).
         """
         if num_images_per_prompt is not None:
@@ -539,6 +551,13 @@ class Zero123Pipeline:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if vectors is not None:
             vectors = pose_vector_tensor(vectors, self.device, self.dtype)
+        many = isinstance(generator, Sequence)
+        if many and len(generator) != len(poses) * num_samples:
+            raise ValueError(f"got {len(generator)} generators for {len(poses) * num_samples} images "
+                             "(one per image, pose-major, or one shared)")
+        if generator is not None and not many and batch_size is not None and batch_size < len(poses) * num_samples:
+            raise ValueError("batch_size with one shared generator would make the noise depend on the "
+                             "chunking; pass seed= (or one generator per image) instead")
         if scheduler is None:
             scheduler = self.scheduler
         step_end = None
@@ -546,8 +565,6 @@ class Zero123Pipeline:
             def step_end(i: int, t: int, x: torch.Tensor) -> torch.Tensor | None:
                 result = callback_on_step_end(self, i, t, {"latents": x})
                 return result.get("latents") if result else None
-        if generator is None:
-            generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
         with cpu_threads(self.sampling_threads()):
             if torch.is_tensor(image):
                 x = self._check_tensor_image(image)
@@ -564,14 +581,19 @@ class Zero123Pipeline:
             vectors = vectors.repeat_interleave(num_samples, 0)
             total = vectors.shape[0]
             chunk = batch_size or total
+            generators: list[torch.Generator] | None = list(generator) if many else None
+            if generator is None:
+                base = seed if seed is not None else torch.seed()
+                generators = [torch.Generator().manual_seed(view_seed(base, k)) for k in range(total)]
             outs, lats, decs = [], [], []
             for start in range(0, total, chunk):
                 stop = min(total, start + chunk)
                 lat_in = latents[start:stop] if latents is not None else None
                 lat = self.sample_latents(cond1.repeat(stop - start), vectors[start:stop], eta=eta,
                                           num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                          scheduler=scheduler, generator=generator, latents=lat_in,
-                                          progress=progress, callback=callback, step_end=step_end)
+                                          scheduler=scheduler, latents=lat_in, progress=progress,
+                                          generator=generators[start:stop] if generators is not None else generator,
+                                          callback=callback, step_end=step_end)
                 if return_latents or output_type == "latent":
                     lats.append(lat)
                 if output_type == "latent":
@@ -596,6 +618,4 @@ def to_uint8(decoded: torch.Tensor) -> np.ndarray:
 
 
 def _diffusers_version() -> str:
-    import diffusers
-
     return diffusers.__version__

@@ -11,6 +11,7 @@ the data the interrupted one would have.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -25,11 +26,21 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.training_utils import EMAModel
+from PIL import Image
 from tqdm.auto import tqdm
+from transformers import CLIPVisionModelWithProjection
 
-from zero1to3.camera import cartesian_to_spherical
-from zero1to3.model import (CameraProjection, build_camera_projection, build_image_encoder, build_scheduler,
-                            build_unet, build_vae, clip_image_embedding, conv_in_surgery, latent_moments, preset)
+from zero1to3.camera import conditioning_vector, spherical_of_camera
+from zero1to3.data.dataset import load_views_array
+from zero1to3.data.shards import is_shard_folder, read_shards
+from zero1to3.model import (CameraProjection, build_camera_projection, build_image_encoder, build_scheduler, build_unet,
+                            build_vae, clip_image_embedding, conv_in_surgery, latent_moments, preset)
+from zero1to3.pipeline import Zero123Pipeline, to_uint8
+from zero1to3.seeding import mix_seed
+from zero1to3.settings import option
 
 logger = logging.getLogger(__name__)
 
@@ -38,45 +49,48 @@ logger = logging.getLogger(__name__)
 class TrainConfig:
     """Defaults are the paper's (SPEC §5) except where the small preset needs otherwise."""
 
-    data: str = ""
-    output_dir: str = "runs/train"
-    preset: str = "tiny"
-    #: A Zero-1-to-3 model (folder or .ckpt) to fine-tune, or a 4-channel SD image-variations folder.
-    init_from: str | None = None
-    #: A trained VAE folder for the small preset (``zero1to3 train --stage vae`` writes one).
-    vae_path: str | None = None
-    #: How large objects sit in the training images (longest side / image side), written into the export
-    #: so inference crops photos the same way. None: the ``init_from`` model's, else the reference 200/256.
-    foreground_ratio: float | None = None
-    batch_size: int = 192
-    learning_rate: float = 1e-4
-    projection_lr_multiplier: float = 10.0
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    #: "constant" (the paper's) or "cosine": decays to ``min_lr_ratio`` over whichever budget of this run
-    #: ends first, ``max_steps`` or ``max_minutes`` (so a time-boxed call still finishes its decay).
-    lr_schedule: str = "constant"
-    min_lr_ratio: float = 0.1
-    max_steps: int = 1000
-    max_minutes: float | None = None
-    ema_decay: float = 0.9999
-    mixed_precision: str = "no"
-    gradient_checkpointing: bool = False
+    data: str = option("", "dataset folder in the render layout (one folder per object, NNN.png + NNN.npy) "
+                           "or a shard folder (zero1to3 data pack)")
+    output_dir: str = option("runs/train", "run folder: checkpoints/, samples/, metrics.jsonl, config.json")
+    preset: str = option("tiny", "model size when training from scratch", choices=("tiny", "zero123"))
+    init_from: str | None = option(None, "Zero-1-to-3 folder/.ckpt to fine-tune, or a 4-channel SD "
+                                         "image-variations folder")
+    vae_path: str | None = option(None, "trained VAE folder for the small preset (from --stage vae)")
+    #: Written into the export so inference crops photos the way the training images are framed.
+    foreground_ratio: float | None = option(None, "object size / image size in the training renders, stored in "
+                                                  "the export (None: the --init-from model's, else 200/256); "
+                                                  "our renders: about 0.6")
+    batch_size: int = option(192, "pairs per optimiser step (over all processes)")
+    learning_rate: float = option(1e-4, "AdamW learning rate of the UNet")
+    projection_lr_multiplier: float = option(10.0, "learning-rate multiplier of the new camera projection")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    warmup_steps: int = option(100, "linear learning-rate warm-up steps")
+    #: The cosine decay ends with whichever budget of this run ends first, so a time-boxed call still finishes it.
+    lr_schedule: str = option("constant", "constant (the paper's) or cosine (to --min-lr-ratio over --max-steps "
+                                          "or --max-minutes)", choices=("constant", "cosine"))
+    min_lr_ratio: float = option(0.1, "final learning rate of the cosine schedule, as a fraction")
+    max_steps: int = option(1000, "optimiser steps of the run")
+    max_minutes: float | None = option(None, "stop (with a checkpoint) after this many minutes; resume by "
+                                             "running again")
+    ema_decay: float = option(0.9999, "decay of the EMA weights that are exported")
+    mixed_precision: str = option("no", "autocast precision", choices=("no", "fp16", "bf16"))
+    gradient_checkpointing: bool = option(False, "recompute UNet activations in the backward pass (memory)")
     #: The official CLIP is frozen; the small preset has no pretrained CLIP, so it learns its encoder.
-    train_image_encoder: bool = False
-    uncond_probability: float = 0.05
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2
-    sample_every: int = 1000
-    log_every: int = 50
-    seed: int = 0
-    resume: bool = True
-    #: Encode every in-memory view once with the frozen VAE and sample latents from the stored posterior
-    #: (mean, std) instead of encoding two images per pair every step; the same distribution, less work.
-    cache_latents: bool = True
-    #: Multi-process runs agree on stopping (signal, time budget) every this many steps: a collective
-    #: on every step would stall the launch queue.
-    stop_check_every: int = 10
+    train_image_encoder: bool = option(False, "also train CLIP (the small preset has no pretrained one)")
+    uncond_probability: float = option(0.05, "share of pairs trained without conditioning (classifier-free "
+                                             "guidance)")
+    checkpoint_every: int = option(1000, "steps between checkpoints")
+    keep_checkpoints: int = option(2, "checkpoints kept on disk")
+    sample_every: int = option(1000, "steps between sample grids (0: never)")
+    log_every: int = option(50, "steps between metrics.jsonl lines")
+    seed: int = option(0, "seed of initialisation, pair draws and noise")
+    resume: bool = option(True, "continue from the latest checkpoint in output_dir if there is one")
+    #: The same distribution as encoding two images per pair every step, with less work.
+    cache_latents: bool = option(True, "encode every view once with the frozen VAE and sample latents from "
+                                       "the stored posterior")
+    #: A collective on every step would stall the launch queue.
+    stop_check_every: int = option(10, "multi-process runs agree on stopping (signal, time budget) every this "
+                                       "many steps")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -84,29 +98,27 @@ class TrainConfig:
 
 @dataclass
 class VAETrainConfig:
-    data: str = ""
-    output_dir: str = "runs/vae"
-    preset: str = "tiny"
-    batch_size: int = 64
-    learning_rate: float = 4e-4
-    max_steps: int = 2000
-    kl_weight: float = 1e-6
-    mixed_precision: str = "no"
-    seed: int = 0
-    log_every: int = 50
+    """The small preset's autoencoder (``zero1to3 train --stage vae``); flags shared with TrainConfig keep
+    this stage's own defaults unless given."""
+
+    data: str = option("", "dataset folder in the render layout or a shard folder")
+    output_dir: str = option("runs/vae", "run folder of the VAE stage")
+    preset: str = option("tiny", "model size", choices=("tiny", "zero123"))
+    batch_size: int = option(64, "images per optimiser step")
+    learning_rate: float = option(4e-4, "Adam learning rate")
+    max_steps: int = option(2000, "optimiser steps")
+    kl_weight: float = option(1e-6, "weight of the KL term (VAE stage only)")
+    mixed_precision: str = option("no", "autocast precision", choices=("no", "fp16", "bf16"))
+    seed: int = option(0, "seed")
+    log_every: int = option(50, "steps between metrics lines")
 
 
 # ---------------------------------------------------------------------------------------------- data
-def mix_seed(*values: int) -> int:
-    """A seed that depends on all values, the same in every process (unlike ``hash`` of strings)."""
-    return int(np.random.SeedSequence([int(v) % (2**63) for v in values]).generate_state(1)[0])
-
-
 class PairBatcher:
     """Random pairs of distinct views of one object, drawn on the device from in-memory renders.
 
     ``images`` uint8 [N, V, H, W, 3] (composited on white), ``poses`` world->camera [N, V, 3, 4].
-    The pose vector is T(target, cond) = [d_polar, sin d_az, cos d_az, d_radius], as camera.relative_pose.
+    The pose vector is camera.conditioning_vector of the spherical change from cond to target.
     """
 
     def __init__(self, images: np.ndarray, poses: np.ndarray, device: torch.device | str = "cpu") -> None:
@@ -116,10 +128,7 @@ class PairBatcher:
             raise ValueError("each object needs at least 2 views to form pairs")
         self.device = torch.device(device)
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        rotation, translation = poses[..., :3], poses[..., 3]
-        centres = -np.einsum("nvji,nvj->nvi", rotation, translation)
-        polar, azimuth, radius = cartesian_to_spherical(centres)
-        self.spherical = torch.from_numpy(np.stack([polar, azimuth, radius], -1)).to(self.device, torch.float64)
+        self.spherical = torch.from_numpy(spherical_of_camera(poses)).to(self.device, torch.float64)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -140,9 +149,7 @@ class PairBatcher:
         obj = torch.randint(n, (batch_size,), generator=g, device=self.device)
         first = torch.randint(v, (batch_size,), generator=g, device=self.device)
         second = (first + torch.randint(1, v, (batch_size,), generator=g, device=self.device)) % v  # distinct
-        d = self.spherical[obj, first] - self.spherical[obj, second]
-        d_az = torch.remainder(d[:, 1], 2 * math.pi)
-        pose = torch.stack([d[:, 0], torch.sin(d_az), torch.cos(d_az), d[:, 2]], -1).float()
+        pose = conditioning_vector(self.spherical[obj, first] - self.spherical[obj, second]).float()
         batch = {"cond": to_unit(self.images[obj, second]), "pose": pose,
                  "target_index": obj * v + first, "cond_index": obj * v + second}
         if with_target_pixels:
@@ -161,8 +168,6 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
 
 def load_training_arrays(data: str, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """All views of a render-layout folder or a shard folder (``zero1to3 data pack``), in memory."""
-    from zero1to3.data.dataset import load_views_array
-    from zero1to3.data.shards import is_shard_folder, read_shards
 
     if is_shard_folder(data):
         views = read_shards(data)
@@ -208,7 +213,6 @@ def cfg_dropout_masks(batch: int, p: float, generator: torch.Generator | None = 
 def initial_components(config: TrainConfig):
     """(unet, vae, image_encoder, camera_projection, foreground_ratio or None) to start from: preset,
     Zero-1-to-3 model, or SD variations."""
-    from zero1to3.pipeline import Zero123Pipeline
 
     if config.init_from is None:
         model_config = preset(config.preset)
@@ -225,8 +229,6 @@ def initial_components(config: TrainConfig):
 
 def _from_image_variations(path: Path):
     """SD image-variations (4-channel UNet): conv_in surgery to 8 channels, identity camera projection."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPVisionModelWithProjection
 
     unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True)
     unet.conv_in = conv_in_surgery(unet.conv_in, 8)
@@ -265,8 +267,6 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, batcher: PairBatcher | None = None,
                  arrays: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        from accelerate import Accelerator
-        from diffusers.training_utils import EMAModel
 
         self.config = config
         # cpu=True without CUDA lets torchrun-launched CPU processes join over gloo (else each runs alone)
@@ -275,8 +275,6 @@ class Trainer:
         unet, vae, encoder, projection, init_ratio = initial_components(config)
         self.foreground_ratio = config.foreground_ratio or init_ratio
         if config.vae_path:
-            from diffusers import AutoencoderKL
-
             vae = AutoencoderKL.from_pretrained(config.vae_path, local_files_only=True).float()
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
@@ -532,9 +530,7 @@ class Trainer:
     # -------------------------------------------------------------- outputs
     def pipeline(self, use_ema: bool = True):
         """A Zero123Pipeline over copies of the current (EMA) weights, for samples and export."""
-        import copy
 
-        from zero1to3.pipeline import Zero123Pipeline
 
         if self.fsdp:
             raise NotImplementedError("export under FSDP: resume the run on one GPU (or DDP) and export there")
@@ -549,9 +545,7 @@ class Trainer:
     def write_samples(self, count: int = 4) -> Path | None:
         if not self.accelerator.is_main_process:
             return None
-        from PIL import Image
 
-        from zero1to3.pipeline import to_uint8
 
         pipe = self.pipeline()
         batch = self.batcher.batch(10**9, count, seed=self.config.seed + 1)  # fixed pairs, same every time
@@ -581,7 +575,6 @@ def train_vae(config: VAETrainConfig, images: np.ndarray | None = None) -> Path:
     The official model uses SD's VAE; the small preset has none to borrow, so it learns its own, then
     sets ``scaling_factor`` = 1/std of its latents, as SD chose 0.18215 for its VAE.
     """
-    from accelerate import Accelerator
 
     acc = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
     model_config = preset(config.preset)

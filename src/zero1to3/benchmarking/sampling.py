@@ -14,13 +14,13 @@ from __future__ import annotations
 import copy
 import gc
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch._dynamo.utils import compile_times
 
+from zero1to3.benchmarking.config import DEFAULT_GPU_VARIANTS, PLAIN, VARIANTS, BenchConfig
 from zero1to3.benchmarking.flops import count_unet_flops, matmul_ceiling, profile_call
 from zero1to3.benchmarking.quality import fidelity as images_fidelity
 from zero1to3.benchmarking.quality import solver_agreement
@@ -31,60 +31,6 @@ from zero1to3.fast import fast_mode
 from zero1to3.pipeline import DTYPES, Zero123Pipeline
 
 
-@dataclass
-class BenchConfig:
-    """What to measure. ``model`` None means random weights of ``preset_name``."""
-
-    device: str = "cuda"
-    model: str | None = None
-    image_encoder: str | None = None
-    preset_name: str | None = None  # default: zero123 on CUDA, tiny on CPU
-    dtype: str = "fp16"  # fast-path precision (fp16 / bf16 / fp32)
-    fast_mode: str | None = "cuda_graph"
-    channels_last: bool = False
-    fuse_qkv: bool = False
-    inductor_tuning: bool = False
-    compile_scope: str = "blocks"
-    compile_codecs: tuple[str, ...] | None = None  # None: the fast path's default (all parts)
-    views: tuple[int, ...] = (1, 4, 16, 64)
-    steps: int = 50
-    solver_steps: int = 20
-    include_reference: bool = False
-    reference_views: tuple[int, ...] | None = None  # default: the requested views <= 4 (fp32 is slow)
-    repeats: int = 3
-    reference_repeats: int = 2
-    guidance_scale: float = 3.0
-    quality: bool = True
-    quality_views: int = 4
-    variants: tuple[str, ...] = ()  # ablations at the smallest and largest view counts (see VARIANTS)
-    time_budget_s: float = 480.0  # skip what would not fit; the whole run must stay under the device limit
-    threads: int | None = None  # CPU threads (default: OMP_NUM_THREADS, else the fastest for the model size)
-    seed: int = 0
-    profile_views: tuple[int, ...] = ()  # where the time of one call goes (stages and kernel classes)
-
-PLAIN = {"single_token_attention": False, "graph_codecs": False}
-
-#: Ablations: name -> (fast_mode, FastConfig options, dtype, rough seconds one row needs (compile: per shape)).
-VARIANTS: dict[str, tuple[str | None, dict[str, bool], str, float]] = {
-    "eager-fp16": (None, {}, "fp16", 30.0),
-    "graph": ("cuda_graph", {}, "fp16", 20.0),
-    "graph+cl": ("cuda_graph", {"channels_last": True}, "fp16", 20.0),
-    "graph+qkv": ("cuda_graph", {"fuse_qkv": True}, "fp16", 20.0),
-    "graph+cl+qkv": ("cuda_graph", {"channels_last": True, "fuse_qkv": True}, "fp16", 20.0),
-    "graph-bf16": ("cuda_graph", {}, "bf16", 20.0),
-    "compile": ("compile", {}, "fp16", 150.0),
-    "compile+cl": ("compile", {"channels_last": True}, "fp16", 150.0),
-    "compile+cl+qkv": ("compile", {"channels_last": True, "fuse_qkv": True}, "fp16", 150.0),
-    "compile+cl+tune": ("compile", {"channels_last": True, "inductor_tuning": True}, "fp16", 150.0),
-    "compile+cl+unet": ("compile", {"channels_last": True, "compile_scope": "unet"}, "fp16", 150.0),
-    "compile+cl+blocks-static": ("compile", {"channels_last": True, "compile_scope": "blocks-static"}, "fp16", 100.0),
-    # without the one-token attention shortcut and the captured encoders/decoder (the earlier fast path)
-    "graph+cl-plain": ("cuda_graph", {"channels_last": True, **PLAIN}, "fp16", 20.0),
-    "compile+cl-plain": ("compile", {"channels_last": True, **PLAIN}, "fp16", 150.0),
-}
-
-DEFAULT_GPU_VARIANTS = ("graph+cl", "graph+cl-plain", "compile+cl", "compile+cl+unet")
-
 def clone_pipeline(pipe: Zero123Pipeline, dtype: torch.dtype | None = None) -> Zero123Pipeline:
     """An independent copy of the modules (no captured graphs travel with it), optionally recast."""
     new = Zero123Pipeline(copy.deepcopy(pipe.unet), copy.deepcopy(pipe.vae), copy.deepcopy(pipe.image_encoder),
@@ -92,6 +38,7 @@ def clone_pipeline(pipe: Zero123Pipeline, dtype: torch.dtype | None = None) -> Z
                           pipe.feature_extractor, pose_encoding=pipe.pose_encoding)
     new.cpu_threads = pipe.cpu_threads
     return new.to(dtype=dtype) if dtype is not None else new
+
 
 def _load_pipeline(cfg: BenchConfig, device: torch.device, dtype: torch.dtype) -> Zero123Pipeline:
     if cfg.model is not None:
@@ -104,13 +51,15 @@ def _load_pipeline(cfg: BenchConfig, device: torch.device, dtype: torch.dtype) -
         torch.set_num_threads(chosen)
     return pipe
 
+
 def _preset_name(cfg: BenchConfig, device: torch.device) -> str:
     return cfg.preset_name or ("zero123" if device.type == "cuda" else "tiny")
+
 
 def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> BenchResult:
     """Measure everything ``cfg`` asks for, reference first; skips (and lists) what the time budget cannot fit."""
     t_start = time.perf_counter()
-    device = torch.device(cfg.device)
+    device = torch.device(cfg.resolved_device())
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {cfg.device} asked for, but no CUDA device is available")
     if cfg.threads:
@@ -136,8 +85,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> Bench
         fast_pipe = clone_pipeline(ref_pipe, fast_dtype)
     else:
         fast_pipe = _load_pipeline(cfg, device, fast_dtype)
-    if cfg.fast_mode:
-        fast_pipe.enable_fast_path(cfg.fast_mode, **_main_options(cfg))
+    if cfg.fast_path:
+        fast_pipe.enable_fast_path(cfg.fast_path, **_main_options(cfg))
     else:
         fast_pipe.enable_fast_path(None)
     what = cfg.model or f"random weights, preset {_preset_name(cfg, device)}"
@@ -201,9 +150,10 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> Bench
             log(f"profile at {v} views: {profiles[-1]}")
 
     variants: list[Row] = []
-    if cfg.variants and device.type == "cuda":
+    variant_names = cfg.resolved_variants()
+    if variant_names and device.type == "cuda":
         variants = _run_variants(cfg, fast_pipe, ref_pipe, common, ref_rows, fits, log)
-    elif cfg.variants:
+    elif variant_names:
         skipped.append("ablation variants (CUDA only)")
 
     result = BenchResult(rows=rows, variants=variants, env=env, flops_per_view_step=flops, ceiling_tflops=ceiling,
@@ -214,12 +164,13 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> Bench
         log("compile times (s):\n" + str(compile_times(repr="str", aggregate=True)))
     return result
 
+
 def _run_variants(cfg: BenchConfig, fast_pipe: Zero123Pipeline, ref_pipe: Zero123Pipeline | None, common: dict,
                   ref_rows: dict, fits: Callable[[str, float], bool], log: Callable[[str], None]) -> list[Row]:
     """Each ablation at the smallest and largest view counts, DDIM, on a pipeline of the variant's precision."""
     rows = []
     views = sorted({min(cfg.views), max(cfg.views)})
-    for name in cfg.variants:
+    for name in cfg.resolved_variants():
         if name not in VARIANTS:
             raise ValueError(f"unknown variant {name!r}; expected one of {', '.join(VARIANTS)}")
         mode, options, dtype_name, need = VARIANTS[name]
@@ -248,9 +199,10 @@ def _run_variants(cfg: BenchConfig, fast_pipe: Zero123Pipeline, ref_pipe: Zero12
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     # leave the main pipeline as the main table measured it
-    fast_pipe.enable_fast_path(cfg.fast_mode, **_main_options(cfg)) if cfg.fast_mode \
+    fast_pipe.enable_fast_path(cfg.fast_path, **_main_options(cfg)) if cfg.fast_path \
         else fast_pipe.enable_fast_path(None)
     return rows
+
 
 def _main_options(cfg: BenchConfig) -> dict[str, Any]:
     options: dict[str, Any] = {"channels_last": cfg.channels_last, "fuse_qkv": cfg.fuse_qkv,
@@ -261,6 +213,7 @@ def _main_options(cfg: BenchConfig) -> dict[str, Any]:
             options["compile_codecs"] = cfg.compile_codecs
     return options
 
+
 def _speedup(row: Row, ref_rows: dict[int, Row]) -> None:
     """Reference s/view at the same view count, else at the largest measured count below it (said in the basis)."""
     if not ref_rows:
@@ -269,6 +222,7 @@ def _speedup(row: Row, ref_rows: dict[int, Row]) -> None:
     v = max(below)
     row.speedup = ref_rows[v].s_per_view / row.s_per_view
     row.speedup_basis = f"reference DDIM {ref_rows[v].steps} at {v} view{'s' if v > 1 else ''}"
+
 
 def _row_line(row: Row) -> str:
     return (f"{row.path:>12} {row.sampler:>11} {row.steps:3d} steps {row.views:3d} views: {row.seconds:.3f} s/call "

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zero1to3.evaluation.stats import Summary, summarize
+from zero1to3.jsonable import json_safe
 
 RESULTS_FILE = "results.jsonl"
 CONFIG_FILE = "config.json"
@@ -162,7 +163,7 @@ class EvalResult:
         out.mkdir(parents=True, exist_ok=True)
         md, js, cs = out / f"{stem}.md", out / f"{stem}.json", out / f"{stem}.csv"
         md.write_text(self.markdown())
-        js.write_text(json.dumps(_json_safe(self.to_dict()), indent=2) + "\n")
+        js.write_text(json.dumps(json_safe(self.to_dict()), indent=2) + "\n")
         set_names = sorted({k for d in self.set_metrics.values() for k in d})
         with open(cs, "w", newline="") as f:
             w = csv.writer(f)
@@ -196,16 +197,3 @@ def _fmt_summary(s: Summary, digits: int) -> str:
     if s.low is None:
         return f"{s.mean:.{digits}f}"
     return f"{s.mean:.{digits}f} [{s.low:.{digits}f}, {s.high:.{digits}f}]"
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN/inf -> None so the JSON is standard."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

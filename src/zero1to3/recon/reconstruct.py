@@ -24,17 +24,20 @@ import trimesh
 from PIL import Image
 from tqdm.auto import tqdm
 
+from zero1to3.camera import camera_at
 from zero1to3.cpu_threads import cpu_threads
+from zero1to3.jsonable import json_safe
+from zero1to3.media import check_animation_path, save_animation
+from zero1to3.protocols import ScoreModel
 
+from .config import ReconConfig
 from .elevation import ElevationEstimate, estimate_elevation
 from .field import VoxelField
-from .config import ReconConfig
-from .losses import (near_view_loss, opacity_entropy_loss, reference_losses, sample_timestep,
-                     sds_loss, sparsity_loss)
+from .losses import near_view_loss, opacity_entropy_loss, reference_losses, sample_timestep, sds_loss, sparsity_loss
 from .mesh import IsoChoice, export_mesh, extract_mesh
+from .views import Reference, jittered_camera, pose_vector, prepare_reference
 
 __all__ = ["ReconConfig", "ReconResult", "reconstruct", "render_turntable", "render_views"]
-from .views import Reference, camera_at, jittered_camera, pose_vector, prepare_reference
 
 log = logging.getLogger(__name__)
 
@@ -64,23 +67,13 @@ class ReconResult:
         paths["field"] = out / "field.pt"
         settings = dict(self.settings, timings=self.timings, history=self.history[-1:] if self.history else [])
         paths["settings"] = out / "settings.json"
-        paths["settings"].write_text(json.dumps(settings, indent=2, default=_json_default))
+        paths["settings"].write_text(json.dumps(json_safe(settings), indent=2))
         if turntable:
             paths["turntable"] = render_turntable(
                 self.field, out / f"turntable.{video_format}", frames=turntable_frames,
                 elevation_deg=self.elevation_deg, radius=self.settings["config"]["radius"],
                 fov_deg=self.settings["config"]["fov_deg"], resolution=turntable_resolution, progress=progress)
         return paths
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, (Path, torch.device, torch.dtype)):
-        return str(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 @torch.no_grad()
@@ -98,8 +91,6 @@ def render_turntable(field_: VoxelField, path: str | Path, frames: int = 60, ele
                      radius: float = 2.0, fov_deg: float = 49.1, resolution: int = 256, fps: int = 20,
                      progress: bool = False) -> Path:
     """A full azimuth orbit of the field at the input elevation, as GIF (or .mp4 with imageio-ffmpeg)."""
-    from zero1to3.media import check_animation_path, save_animation
-
     path = check_animation_path(path)
     cams = [camera_at(elevation_deg, 360.0 * i / frames, radius) for i in range(frames)]
     images = render_views(field_, cams, fov_deg, resolution, progress=progress, desc="turntable")
@@ -126,7 +117,7 @@ def _sample_novel(rng: np.random.Generator, config: ReconConfig, elevation: floa
     return np.stack(cams), np.stack(poses)
 
 
-def reconstruct(pipe: Any, image: Any, config: ReconConfig | None = None, *,
+def reconstruct(pipe: ScoreModel, image: Any, config: ReconConfig | None = None, *,
                 preview_dir: str | Path | None = None, preview_every: int | None = None,
                 progress: bool = True, callback: Callable[[int, dict[str, float]], None] | None = None
                 ) -> ReconResult:
@@ -143,7 +134,7 @@ def reconstruct(pipe: Any, image: Any, config: ReconConfig | None = None, *,
                             progress=progress, callback=callback)
 
 
-def _reconstruct(pipe: Any, image: Any, config: ReconConfig | None, *, preview_dir: str | Path | None,
+def _reconstruct(pipe: ScoreModel, image: Any, config: ReconConfig | None, *, preview_dir: str | Path | None,
                  preview_every: int | None, progress: bool,
                  callback: Callable[[int, dict[str, float]], None] | None) -> ReconResult:
     config = config or ReconConfig()
