@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "orbit": ("nvs", "a turntable of generated views around the object (GIF or MP4)"),
     "convert": ("convert", "convert an original Zero-1-to-3 .ckpt to the diffusers layout"),
     "render": ("render", "render objects into a training dataset (NNN.png + NNN.npy per object)"),
+    "data": ("data", "build a corpus of real 3D objects from installed packages; pack/unpack shards"),
     "train": ("train", "train or fine-tune (use `accelerate launch` for several GPUs)"),
     "eval": ("eval", "evaluate novel views (PSNR/SSIM/LPIPS/FID) or 3D meshes (Chamfer/IoU/F-score)"),
     "recon": ("recon", "image -> 3D mesh (score distillation through Zero-1-to-3)"),
