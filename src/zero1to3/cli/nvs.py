@@ -14,24 +14,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Generate N samples of the view after moving the camera by (polar, azimuth, "
                                    "radius). Positive polar moves the camera down; azimuth turns it around the "
                                    "object (degrees); radius moves it away (world units).")
-    p.add_argument("image")
+    p.add_argument("image", help="photo of one object (PNG/JPEG; RGBA cut-outs keep their transparency)")
     p.add_argument("--polar", type=float, nargs="+", default=[0.0], help="polar change(s) in degrees (+ = down)")
     p.add_argument("--azimuth", type=float, nargs="+", default=[90.0], help="azimuth change(s) in degrees")
     p.add_argument("--radius", type=float, nargs="+", default=[0.0], help="distance change(s), world units")
-    p.add_argument("-n", "--num-samples", type=int, default=4)
+    p.add_argument("-n", "--num-samples", type=int, default=4, help="samples per camera (each its own noise)")
     p.add_argument("-o", "--output", default="nvs_out", help="output folder (PNGs + grid.png)")
     add_sampling_arguments(p)
     add_model_arguments(p)
     p.set_defaults(func=run_nvs)
 
     o = sub.add_parser("orbit", help="a turntable of generated views around the object (GIF or MP4)")
-    o.add_argument("image")
-    o.add_argument("--views", type=int, default=12)
+    o.add_argument("image", help="photo of one object (PNG/JPEG; RGBA cut-outs keep their transparency)")
+    o.add_argument("--views", type=int, default=12, help="frames: cameras evenly spaced over a full turn")
     o.add_argument("--elevation", type=float, default=0.0, help="orbit elevation in degrees")
     o.add_argument("--input-elevation", type=float, default=0.0, help="elevation of the input photo (degrees)")
     o.add_argument("--spiral", action="store_true", help="swing the elevation +-20 deg along the orbit")
-    o.add_argument("--fps", type=float, default=6.0)
-    o.add_argument("-o", "--output", default="orbit.gif", help=".gif or .mp4 (mp4 needs imageio-ffmpeg)")
+    o.add_argument("--fps", type=float, default=6.0, help="frames per second of the animation")
+    o.add_argument("-o", "--output", default="orbit.gif",
+                   help=".gif or .mp4 (mp4 needs imageio-ffmpeg: pip install 'zero1to3[video]')")
     add_sampling_arguments(o)
     add_model_arguments(o)
     o.set_defaults(func=run_orbit)
@@ -76,7 +77,7 @@ def run_nvs(args: argparse.Namespace) -> int:
     folder = Path(args.output)
     folder.mkdir(parents=True, exist_ok=True)
     out.input_image.save(folder / "input.png")
-    for p, (pose, row) in enumerate(zip(poses, out.images)):
+    for p, (pose, row) in enumerate(zip(poses, out.images_per_pose)):
         polar, azimuth, radius = pose.degrees()
         for s, img in enumerate(row):
             img.save(folder / f"view{p:02d}_polar{polar:+.0f}_az{azimuth:.0f}_r{radius:+.2f}_s{s}.png")
@@ -87,10 +88,8 @@ def run_nvs(args: argparse.Namespace) -> int:
 
 
 def run_orbit(args: argparse.Namespace) -> int:
-    import imageio.v2 as imageio
-    import numpy as np
-
     from zero1to3.camera import orbit, spiral
+    from zero1to3.media import MediaError, check_animation_path, gif_delay_ms, save_animation
     from zero1to3.preprocess import ImageInputError
 
     _check_image(args.image)
@@ -100,22 +99,16 @@ def run_orbit(args: argparse.Namespace) -> int:
         poses = spiral(args.views, input_elevation_deg=finite("input-elevation", args.input_elevation))
     else:
         poses = orbit(args.views, finite("elevation", args.elevation), finite("input-elevation", args.input_elevation))
-    output = Path(args.output)
-    if output.suffix.lower() not in (".gif", ".mp4"):
-        raise CLIError(f"--output must end in .gif or .mp4, got {output.name}")
+    try:
+        output = check_animation_path(args.output)  # before any sampling: a missing MP4 encoder fails now
+        gif_delay_ms(args.fps)
+    except MediaError as exc:
+        raise CLIError(str(exc)) from None
     pipe = load_pipeline(args)
     try:
         out = pipe(args.image, poses, num_samples=1, **_sampling_kwargs(args))
     except ImageInputError as exc:
         raise CLIError(str(exc)) from None
-    frames = [np.asarray(f) for f in out.array[:, 0]]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix.lower() == ".gif":
-        imageio.mimsave(output, frames, duration=1.0 / args.fps, loop=0)
-    else:
-        try:
-            imageio.mimsave(output, frames, fps=args.fps)
-        except Exception as exc:  # imageio raises plugin-specific errors when ffmpeg is missing
-            raise CLIError(f"cannot write {output.name}: {exc}; install imageio-ffmpeg or use .gif") from None
-    print(f"wrote {len(frames)} frames to {output}")
+    save_animation(output, list(out.array[:, 0]), args.fps)
+    print(f"wrote {len(out.array)} frames to {output} ({args.fps:g} fps)")
     return 0

@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         missing = [str(p) for p in args.meshes if not p.exists()]
         if missing:
             raise CLIError(f"mesh path not found: {', '.join(missing)}")
+    import importlib.util
+
+    if importlib.util.find_spec("moderngl") is None:
+        raise CLIError("rendering needs moderngl: pip install 'zero1to3[render]'")
     from zero1to3.data.writer import render_dataset
 
     if args.manifest is not None:
