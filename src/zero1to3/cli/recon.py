@@ -10,6 +10,7 @@ from pathlib import Path
 
 from zero1to3.cli import CLIError
 from zero1to3.cli.common import add_model_arguments, load_pipeline
+from zero1to3.inputs import check_int, check_output_dir, check_range, check_seed
 
 #: CLI flag -> ReconConfig weight field (one flag per loss term; 0 switches a term off).
 WEIGHT_FLAGS = {
@@ -80,6 +81,18 @@ def build_config(args: argparse.Namespace):
             raise CLIError(f"{key} must be a finite number, got {value}")
     if not 0.0 < args.fov < 180.0:
         raise CLIError(f"--fov must be in (0, 180) degrees, got {args.fov}")
+    check_int("--steps", args.steps, 1, 1_000_000)
+    check_int("--batch-size", args.batch_size, 1, 256)
+    check_range("--lr", args.lr, 0.0, 10.0, low_open=True)
+    check_range("--guidance", args.guidance, 0.0, 100.0)
+    check_seed("--seed", args.seed)
+    check_range("--radius", args.radius, 0.0, 100.0, low_open=True)
+    if args.elevation is not None:
+        check_range("--elevation", args.elevation, -89.0, 89.0)
+    if args.preview_every is not None:
+        check_int("--preview-every", args.preview_every, 1)
+    for flag in WEIGHT_FLAGS:
+        check_range(f"--{flag}", getattr(args, flag.replace("-", "_")), 0.0, 1e6)
     try:
         return ReconConfig(**values)
     except ValueError as exc:
@@ -90,11 +103,14 @@ def run(args: argparse.Namespace) -> int:
     from zero1to3.recon.mesh import EmptyMeshError
     from zero1to3.recon.reconstruct import reconstruct
 
+    from zero1to3.cli.nvs import check_image_argument
+
     image = Path(args.image)
     if not image.is_file():
         raise CLIError(f"input image not found: {image}")
+    check_image_argument(args.image)
     config = build_config(args)
-    out = Path(args.output)
+    out = check_output_dir(args.output)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     pipe = load_pipeline(args)
     try:

@@ -23,7 +23,18 @@ HELP = {
     "cache_latents": "encode every view once with the frozen VAE instead of two images per pair per step",
     "foreground_ratio": "object size / image size in the training renders, stored in the export "
                         "(default: the --init-from model's, else 200/256); our renders: about 0.6",
+    "on_nonfinite": "stop (exit code 3, newest finite checkpoint kept) or skip (drop such updates) when the loss "
+                    "or a gradient is NaN/inf",
+    "nonfinite_check_every": "GPU steps between host checks of the non-finite flag (CPU: every step)",
+    "max_skipped_in_a_row": "with --on-nonfinite skip: stop (exit code 3) after this many non-finite updates in a row",
+    "cache_dir": "folder for the in-memory view cache (default OUTPUT_DIR/cache; never the dataset folder)",
+    "override": "on resume, continue with changed training settings (e.g. --learning-rate) instead of refusing",
 }
+
+#: Exit codes of ``zero1to3 train`` beyond 0 (done) and 2 (bad input): docs/robustness.md.
+EXIT_NONFINITE = 3
+#: A stop by signal exits 128 + the signal number (130 SIGINT, 143 SIGTERM) after saving a checkpoint.
+SIGNAL_EXIT_BASE = 128
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
@@ -58,22 +69,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import sys
+
     from zero1to3.cli import CLIError
-    from zero1to3.training import TrainConfig, Trainer, VAETrainConfig, train_vae
+    from zero1to3.inputs import check_output_dir
+    from zero1to3.training import NonFiniteError, TrainConfig, Trainer, VAETrainConfig, train_vae
 
     if not args.data or not Path(args.data).is_dir():
         raise CLIError(f"--data must be a dataset folder, got {args.data!r} (render one with `zero1to3 render`)")
+    check_output_dir(args.output_dir, "--output-dir")
+    if args.export:
+        check_output_dir(args.export, "--export")
     if args.stage == "vae":
         config = VAETrainConfig(data=args.data, output_dir=args.output_dir, preset=args.preset,
-                                max_steps=args.max_steps, mixed_precision=args.mixed_precision, seed=args.seed)
+                                max_steps=args.max_steps, mixed_precision=args.mixed_precision, seed=args.seed,
+                                cache_dir=args.cache_dir)
         print(f"wrote {train_vae(config)}")
         return 0
     values: dict[str, Any] = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-    trainer = Trainer(TrainConfig(**values))
-    result = trainer.fit()
+    trainer = Trainer(TrainConfig(**values))  # ValueError (bad setting, changed settings on resume): exit 2
+    try:
+        result = trainer.fit()
+    except NonFiniteError as exc:
+        print(f"zero1to3 train: error: {exc}", file=sys.stderr)
+        return EXIT_NONFINITE
+    if result["signal"] is not None:  # stopped by a signal: checkpoint saved, no export, non-zero exit
+        print(f"step {result['step']}: stopped by signal {result['signal']}, checkpoint saved; resume by running "
+              f"again; run folder {args.output_dir}")
+        return SIGNAL_EXIT_BASE + int(result["signal"])
     if args.export:
         trainer.export(args.export)
         print(f"exported the EMA model to {args.export}")
     state = "stopped early (resume by running again)" if result["stopped"] else "done"
-    print(f"step {result['step']}: {state}; run folder {args.output_dir}")
+    skipped = f", {result['skipped_steps']} non-finite update(s) skipped" if result["skipped_steps"] else ""
+    print(f"step {result['step']}: {state}{skipped}; run folder {args.output_dir}")
     return 0

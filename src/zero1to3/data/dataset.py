@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from zero1to3.camera import cartesian_to_spherical, relative_pose
+from zero1to3.inputs import open_image
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ def composite_on_white(image: Image.Image, image_size: int | None = None) -> np.
     if image_size is not None and rgb.size != (image_size, image_size):
         rgb = rgb.resize((image_size, image_size), Image.BICUBIC, reducing_gap=None)
     return np.array(rgb, np.uint8)  # a writable copy (torch.from_numpy warns on read-only arrays)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 def read_pose(path: str | os.PathLike[str]) -> np.ndarray:
@@ -128,7 +134,7 @@ class ObjectViewDataset(Dataset):
 
     def _load(self, obj: int, view: int) -> tuple[np.ndarray, np.ndarray]:
         folder = self.root / self.objects[obj]
-        with Image.open(folder / f"{view:03d}.png") as image:
+        with open_image(folder / f"{view:03d}.png") as image:
             rgb = composite_on_white(image, self.image_size)
         return rgb, read_pose(folder / f"{view:03d}.npy")
 
@@ -168,22 +174,27 @@ class ObjectViewDataset(Dataset):
         raise RuntimeError(f"no readable view pairs left in {self.root}")
 
 
-def _cache_path(root: Path, image_size: int) -> Path:
-    return root / f"views_{image_size}.npz"
+def _cache_path(root: Path, image_size: int, cache_dir: Path) -> Path:
+    """One cache file per dataset folder (by its resolved path) and resolution, inside ``cache_dir``."""
+    key = hashlib.sha1(str(root.resolve()).encode("utf-8")).hexdigest()[:12]
+    return cache_dir / f"views_{image_size}_{root.name}_{key}.npz"
 
 
 def load_views_array(root: str | os.PathLike[str], image_size: int, num_views: int | None = None,
                      cache: bool = True, names: Sequence[str] | None = None,
-                     progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                     progress: bool = False,
+                     cache_dir: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """All views in memory: images uint8 [N, V, H, W, 3] on white, poses float32 [N, V, 3, 4], names.
 
     Objects with fewer than ``num_views`` readable views (default: the most common count) are left out
-    and logged. With ``cache``, the arrays are stored as ``root/views_<image_size>.npz`` and reused while
-    the object list and view count are unchanged (delete it after editing the renders).
+    and logged with the file at fault. With ``cache`` and a ``cache_dir``, the arrays are stored there
+    (never in the dataset, which may be read-only) and reused while the object list and view count are
+    unchanged (delete it after editing the renders).
     """
     root = Path(root)
     all_names = list_objects(root) if names is None else list(names)
-    cache_file = _cache_path(root, image_size)
+    cache = cache and cache_dir is not None
+    cache_file = _cache_path(root, image_size, Path(cache_dir)) if cache else None
     if cache and cache_file.is_file():
         try:
             with np.load(cache_file, allow_pickle=False) as data:
@@ -214,11 +225,14 @@ def load_views_array(root: str | os.PathLike[str], image_size: int, num_views: i
                 raise ValueError(f"{len(views)} of {num_views} views present")
             obj_images, obj_poses = [], []
             for v in views:
-                with Image.open(root / name / f"{v:03d}.png") as image:
+                current = root / name / f"{v:03d}.png"
+                with open_image(current) as image:
                     obj_images.append(composite_on_white(image, image_size))
-                obj_poses.append(read_pose(root / name / f"{v:03d}.npy"))
+                current = root / name / f"{v:03d}.npy"
+                obj_poses.append(read_pose(current))
         except Exception as exc:
-            logger.warning("load_views_array %s: skipping %s: %s", root, name, exc)
+            where = current if len(views) >= num_views else root / name
+            logger.warning("load_views_array: skipping object %s: %s: %s", name, where, _one_line(exc))
             skipped.append(name)
             continue
         images.append(np.stack(obj_images))
@@ -227,7 +241,8 @@ def load_views_array(root: str | os.PathLike[str], image_size: int, num_views: i
     image_array = (np.stack(images) if images else np.zeros((0, num_views, image_size, image_size, 3), np.uint8))
     pose_array = (np.stack(poses).astype(np.float32) if poses else np.zeros((0, num_views, 3, 4), np.float32))
     if cache:  # a private temporary per writer: ranks of one launch may write the same cache at once
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=cache_file.name + ".", suffix=".tmp")
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=cache_file.name + ".", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             np.savez(f, images=image_array, poses=pose_array, names=np.array(kept, dtype=str),
                      skipped=np.array(skipped, dtype=str))

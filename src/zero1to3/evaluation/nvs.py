@@ -23,11 +23,14 @@ from zero1to3.camera import spherical_of_camera
 from zero1to3.evaluation.figure import save_grid
 from zero1to3.evaluation.metrics import ImageMetrics, to_tensor
 from zero1to3.evaluation.results import EvalResult, ResultStore
-from zero1to3.evaluation.views import PROTOCOLS, ViewTask, list_objects, load_rgb, object_seed, select_views
+from zero1to3.evaluation.views import (PROTOCOLS, ProtocolError, ViewTask, list_objects, load_rgb, load_task,
+                                       object_seed)
 
 INPUT_COPY = "input-copy"
 #: Objects shown in the comparison figure (the first ones, in name order).
 FIGURE_ROWS = 8
+#: Views sampled at once per object (targets x samples beyond it run in chunks).
+EVAL_CHUNK = 64
 
 
 def _call_kwargs(pipe: Any, task: ViewTask, sampler_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -41,6 +44,8 @@ def _call_kwargs(pipe: Any, task: ViewTask, sampler_kwargs: dict[str, Any]) -> d
         extra["preprocess"] = False  # renders are already centred on white: re-cropping would move the object
     if "input_polar" in params:
         extra["input_polar"] = spherical_of_camera(task.object.poses[task.input_view])[0]
+    if "batch_size" in params:
+        extra.setdefault("batch_size", EVAL_CHUNK)  # memory flat in targets x samples
     return extra
 
 
@@ -125,10 +130,16 @@ def evaluate_nvs(pipe: Any, data_dir: str | Path, protocol: str = "random", *, i
         todo = [o for o in objects if o.name not in store]
         bar = tqdm(total=len(objects), initial=len(objects) - len(todo), desc="eval nvs", unit="obj",
                    disable=not progress)
+        skipped: list[str] = []
         for obj in todo:
-            task = select_views(obj, protocol, input_view, num_targets, seed)
-            inp = obj.image(task.input_view, size)
-            gt = np.stack([obj.image(t, size) for t in task.targets])
+            try:
+                task, inp, gt = load_task(obj, protocol, input_view, num_targets, seed, size)
+            except ProtocolError as exc:
+                if protocol == "orbit16" and not obj.skipped:
+                    raise
+                skipped.append(str(exc))
+                bar.update(1)
+                continue
             obj_seed = object_seed(seed, obj.name)
             preds = {model_name: _predict(pipe, task, inp, size, num_samples, guidance_scale,
                                           num_inference_steps, obj_seed, sampler_kwargs or {})}
@@ -150,9 +161,13 @@ def evaluate_nvs(pipe: Any, data_dir: str | Path, protocol: str = "random", *, i
             store.append(record)
             bar.update(1)
         bar.close()
-        records = [store.records[o.name] for o in objects]
+        records = [store.records[o.name] for o in objects if o.name in store]
+        if not records:
+            raise ProtocolError(f"no object under {data_dir} could be evaluated: {'; '.join(skipped)[:500]}")
+        data_notes = [f"skipped object: {note}" for note in skipped]
+        data_notes += [f"skipped view of {o.name}: {why}" for o in objects for why in o.skipped.values()]
         result = EvalResult("nvs", config, methods, metrics.per_image_names, records,
-                            notices=list(metrics.notices), out_dir=None if tmp else out)
+                            notices=data_notes + list(metrics.notices), out_dir=None if tmp else out)
         result.compute_summary(ci=ci, seed=seed)
         if metrics.has_fid:
             by_name = {o.name: o for o in objects}
@@ -160,7 +175,7 @@ def evaluate_nvs(pipe: Any, data_dir: str | Path, protocol: str = "random", *, i
                 fid = metrics.fid(_gt_batches(records, by_name, size),
                                   _pred_batches(records, by_name, out, m, size, num_samples))
                 result.set_metrics.setdefault(m, {})["fid"] = fid
-            result.notices = list(metrics.notices)
+            result.notices = data_notes + list(metrics.notices)
         if tmp is None:
             result.write(out)
             result.files["figure"] = _figure(out / "figure.png", records, {o.name: o for o in objects}, out,

@@ -58,11 +58,18 @@ class ReconResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"mesh": export_mesh(self.mesh, out / f"mesh.{mesh_format}", mesh_format)}
-        torch.save(self.field.state(), out / "field.pt")
-        paths["field"] = out / "field.pt"
+        from safetensors.torch import save_file
+
+        from zero1to3.atomic import atomic_path, write_text_atomic
+
+        state = self.field.state()  # safetensors: a saved field is read back without unpickling anything
+        with atomic_path(out / "field.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in state.items() if torch.is_tensor(v)}, str(tmp),
+                      metadata={k: json.dumps(v) for k, v in state.items() if not torch.is_tensor(v)})
+        paths["field"] = out / "field.safetensors"
         settings = dict(self.settings, timings=self.timings, history=self.history[-1:] if self.history else [])
         paths["settings"] = out / "settings.json"
-        paths["settings"].write_text(json.dumps(settings, indent=2, default=_json_default))
+        write_text_atomic(paths["settings"], json.dumps(settings, indent=2, default=_json_default))
         if turntable:
             paths["turntable"] = render_turntable(
                 self.field, out / f"turntable.{video_format}", frames=turntable_frames,
