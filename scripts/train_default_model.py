@@ -1,12 +1,16 @@
-"""Build the embedded default model end to end: render procedural objects, train the small VAE, train
-the view-conditioned UNet (resumable across calls), export fp16 weights, measure held-out quality.
+"""Build the embedded default model end to end: training views (real-object corpus shards and/or procedural
+objects rendered here), the small VAE, the view-conditioned UNet (resumable across calls), fp16 export,
+held-out quality.
 
 Every phase is skipped when its output exists, so the same command resumes in a later call:
 
-    python scripts/train_default_model.py --work /root/z123 --out "$OUT" --minutes 7
+    python scripts/train_default_model.py --work /root/z123 --out "$OUT" --minutes 7 \
+        --data .data/train64 --val-data .data/val64 --objects 2000 --init-from src/zero1to3/weights/tiny
     accelerate launch --num_processes 2 scripts/train_default_model.py ...   # DDP on 2 GPUs (global --batch)
 
-Held-out objects come from another procedural seed family and are never seen in training.
+``--data`` takes shard folders (``zero1to3 data pack``) or render folders; ``--objects N`` mixes in N
+procedural objects rendered on this machine. Held-out views (``--val-data``, else procedural objects of
+another seed family) are never seen in training.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ def log(out: Path, message: str) -> None:
 def render_phase(args, work: Path, out: Path) -> None:
     from zero1to3.data.writer import render_dataset
 
-    for name, count, views, seed, mesh in (("train", args.objects, 12, 0, False),
-                                           ("heldout", args.heldout, 13, 987654, True)):
+    jobs = [("train", args.objects, 12, 0, False)] if args.objects else []
+    if not args.val_data:
+        jobs.append(("heldout", args.heldout, 13, 987654, True))
+    for name, count, views, seed, mesh in jobs:
         folder = work / name
         if (folder / "meta.json").is_file() and len(list(folder.glob("proc_*"))) >= count:
             continue
@@ -51,10 +57,30 @@ def render_phase(args, work: Path, out: Path) -> None:
                  f"{time.perf_counter() - t:.1f} s ({len(summary.failed)} failed)")
 
 
-def heldout_arrays(work: Path, size: int):
-    from zero1to3.data.dataset import load_views_array
+def heldout_arrays(args, work: Path, size: int):
+    from zero1to3.training import load_training_arrays
 
-    return load_views_array(work / "heldout", size)
+    return load_training_arrays(args.val_data or str(work / "heldout"), size)
+
+
+def training_arrays(args, work: Path, size: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Every training source concatenated (same view count and size), with the object count of each."""
+    from zero1to3.training import load_training_arrays
+
+    sources = list(args.data) + ([str(work / "train")] if args.objects else [])
+    if not sources:
+        raise SystemExit("no training data: pass --data and/or --objects")
+    images, poses, counts = [], [], {}
+    for source in sources:
+        i, p, names = load_training_arrays(source, size)
+        images.append(i)
+        poses.append(p)
+        counts[source] = len(names)
+    views = {i.shape[1] for i in images}
+    if len(views) > 1:  # keep the common prefix of views: pairs are drawn within one object
+        v = min(views)
+        images, poses = [i[:, :v] for i in images], [p[:, :v] for p in poses]
+    return np.concatenate(images), np.concatenate(poses), counts
 
 
 def evaluate(pipe, images: np.ndarray, poses: np.ndarray, steps: int, limit: int, chunk: int = 16,
@@ -122,7 +148,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", default="/root/z123")
     parser.add_argument("--out", default=os.environ.get("OUT", "out"))
-    parser.add_argument("--objects", type=int, default=3000)
+    parser.add_argument("--data", nargs="*", default=[], help="training shard or render folders")
+    parser.add_argument("--val-data", default=None, help="held-out shard or render folder (fixed-pair loss, eval)")
+    parser.add_argument("--objects", type=int, default=0, help="procedural objects to mix in (rendered here)")
     parser.add_argument("--heldout", type=int, default=64)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--workers", type=int, default=14)
@@ -158,11 +186,10 @@ def main() -> int:
     if MAIN:
         render_phase(args, work, out)
     state.wait_for_everyone()
-    from zero1to3.data.dataset import load_views_array
     from zero1to3.training import TrainConfig, Trainer, VAETrainConfig, train_vae
 
-    images, poses, names = load_views_array(work / "train", args.resolution)
-    log(out, f"loaded {images.shape} training views")
+    images, poses, counts = training_arrays(args, work, args.resolution)
+    log(out, f"loaded {images.shape} training views from {counts}")
     vae_dir = Path(args.init_from) / "vae" if args.init_from else work / "vae" / "vae"
     if not (vae_dir / "config.json").is_file():
         if state.num_processes > 1:
@@ -173,7 +200,7 @@ def main() -> int:
         log(out, f"trained VAE in {time.perf_counter() - t:.1f} s")
     if (work / "vae" / "metrics.jsonl").is_file():
         shutil.copy(work / "vae" / "metrics.jsonl", out / "vae_metrics.jsonl")
-    config = TrainConfig(data=str(work / "train"), output_dir=str(work / "run"), preset="tiny",
+    config = TrainConfig(data=",".join(counts), output_dir=str(work / "run"), preset="tiny",
                          init_from=args.init_from,
                          vae_path=str(vae_dir), batch_size=args.batch, learning_rate=args.lr,
                          max_steps=args.steps, max_minutes=args.minutes, ema_decay=0.999,
@@ -185,7 +212,7 @@ def main() -> int:
     log(out, f"diffusion training from step {trainer.step}")
     from zero1to3.training import PairBatcher
 
-    h_images, h_poses, _ = heldout_arrays(work, args.resolution)
+    h_images, h_poses, _ = heldout_arrays(args, work, args.resolution)
     heldout = PairBatcher(h_images, h_poses, trainer.accelerator.device)
     losses = {"train_before": trainer.evaluation_loss(), "heldout_before": trainer.evaluation_loss(heldout)}
     result = trainer.fit()

@@ -126,13 +126,6 @@ def test_orbit_poses() -> None:
     assert all(p.degrees()[0] == pytest.approx(10) and p.d_radius == pytest.approx(0.2) for p in poses)
 
 
-@pytest.fixture(scope="module")
-def tiny_pipe():
-    from zero1to3.pipeline import Zero123Pipeline
-
-    return Zero123Pipeline.from_preset("tiny", seed=0)  # test-only: random weights
-
-
 @pytest.mark.parametrize("scheduler", ["ddim", "dpmsolver++"])
 def test_sample_views_matches_pipeline_call(tiny_pipe, scheduler: str) -> None:
     image = app.example_images()[0]

@@ -9,21 +9,24 @@ import numpy as np
 import pytest
 import torch
 
-from zero1to3.bench import (COLUMNS, build_random_pipeline, count_unet_flops, orbit_poses, solver_agreement,
-                            synthetic_image, unet_steps)
+from zero1to3.benchmarking.flops import count_unet_flops
+from zero1to3.benchmarking.quality import solver_agreement
+from zero1to3.benchmarking.report import COLUMNS
+from zero1to3.benchmarking.timing import synthetic_image
+from zero1to3.camera import orbit
 from zero1to3.fast import fast_mode
+from zero1to3.pipeline import Zero123Pipeline
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    torch.set_num_threads(2)
-    return build_random_pipeline("tiny", "cpu", seed=0)
+def pipe(tiny_pipe):
+    return tiny_pipe
 
 
 def _sample(pipe, views: int = 2, steps: int = 3, scheduler: str = "ddim", guidance: float = 3.0) -> np.ndarray:
-    return pipe(synthetic_image(pipe.image_size), orbit_poses(views), num_samples=1, num_inference_steps=steps,
+    return pipe(synthetic_image(pipe.image_size), orbit(views), num_samples=1, num_inference_steps=steps,
                 scheduler=scheduler, guidance_scale=guidance, seed=0, preprocess=False).array
 
 
@@ -67,11 +70,6 @@ def test_flop_count_positive_and_deterministic(pipe):
     assert a == 2 * single  # the guided step is the UNet on a batch of two
 
 
-def test_unet_steps_follow_the_samplers(pipe):
-    assert unet_steps(pipe, "ddim", 50) == 49  # the reference trajectory drops the last timestep
-    assert unet_steps(pipe, "dpmsolver++", 20) == 20
-
-
 def test_fast_path_falls_back_to_eager_exactly_on_cpu(pipe):
     pipe.enable_fast_path(None)
     assert fast_mode(pipe) == "eager"
@@ -95,7 +93,7 @@ def test_static_buffer_step_equals_guided_noise(pipe):
         for batch, scale in ((2, 3.0), (1, 1.0), (2, 7.5)):  # a second request reuses the cached buffers
             x = pipe.image_to_tensor(synthetic_image(pipe.image_size, seed=batch)).repeat(batch, 1, 1, 1)
             cond = pipe.encode_condition(x + 0.1 * torch.randn(x.shape, generator=gen))
-            poses = pipe.pose_vectors(orbit_poses(batch))
+            poses = pipe.pose_vectors(orbit(batch))
             context = pipe.context(cond, poses)
             step = denoise_fn(pipe, cond, poses, context, scale)
             for t in (961, 1)[: 2 if batch == 2 and scale == 3.0 else 1]:
@@ -108,7 +106,7 @@ def test_static_buffer_step_equals_guided_noise(pipe):
 
 
 def test_solver_agreement_reports_psnr_ssim(pipe):
-    q = solver_agreement(pipe, [synthetic_image(pipe.image_size)], orbit_poses(1), fast_steps=1, ref_steps=2)
+    q = solver_agreement(pipe, [synthetic_image(pipe.image_size)], orbit(1), fast_steps=1, ref_steps=2)
     assert q["images"] == 1 and len(q["psnr"]) == 1
     assert np.isfinite(q["psnr_mean"]) and 0 < q["ssim_mean"] <= 1
 
@@ -118,14 +116,14 @@ def test_solver_agreement_reports_psnr_ssim(pipe):
 @cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cuda_graph_matches_eager(dtype):
-    gpu = build_random_pipeline("tiny", "cuda", dtype, seed=0)
+    gpu = Zero123Pipeline.from_preset("tiny", 0, "cuda", dtype)
     gpu.enable_fast_path(None)
-    eager = gpu(synthetic_image(gpu.image_size), orbit_poses(3), num_samples=1, num_inference_steps=10, seed=1,
+    eager = gpu(synthetic_image(gpu.image_size), orbit(3), num_samples=1, num_inference_steps=10, seed=1,
                 preprocess=False, return_latents=True)
     for options in ({}, {"channels_last": True}, {"fuse_qkv": True}):
         gpu.enable_fast_path("cuda_graph", **options)
         assert fast_mode(gpu) == "cuda_graph"
-        fast = gpu(synthetic_image(gpu.image_size), orbit_poses(3), num_samples=1, num_inference_steps=10, seed=1,
+        fast = gpu(synthetic_image(gpu.image_size), orbit(3), num_samples=1, num_inference_steps=10, seed=1,
                    preprocess=False, return_latents=True)
         fast_path = gpu._fast_denoiser
         assert fast_path._entries, "no graph was captured"
@@ -140,7 +138,7 @@ def test_cuda_graph_matches_eager(dtype):
 @pytest.mark.gpu
 @cuda
 def test_cuda_graph_step_matches_eager_step_and_survives_new_requests():
-    gpu = build_random_pipeline("tiny", "cuda", torch.float16, seed=0)
+    gpu = Zero123Pipeline.from_preset("tiny", 0, "cuda", torch.float16)
     gpu.enable_fast_path("cuda_graph")
     from zero1to3.fast import denoise_fn
 
@@ -149,7 +147,7 @@ def test_cuda_graph_step_matches_eager_step_and_survives_new_requests():
         gen = torch.Generator(device="cuda").manual_seed(seed)
         x = torch.randn(2, 3, gpu.image_size, gpu.image_size, device="cuda", generator=gen).clamp(-1, 1)
         cond = gpu.encode_condition(x)
-        poses = gpu.pose_vectors(orbit_poses(2))
+        poses = gpu.pose_vectors(orbit(2))
         context = gpu.context(cond, poses)
         step = denoise_fn(gpu, cond, poses, context, 3.0)
         for t in (961, 1):
@@ -164,7 +162,7 @@ def test_cuda_graph_step_matches_eager_step_and_survives_new_requests():
 @pytest.mark.gpu
 @cuda
 def test_cuda_graph_recaptures_after_dtype_change():
-    gpu = build_random_pipeline("tiny", "cuda", torch.float16, seed=0)
+    gpu = Zero123Pipeline.from_preset("tiny", 0, "cuda", torch.float16)
     gpu.enable_fast_path("cuda_graph")
     a = _sample(gpu, views=1, steps=4)
     gpu.to(dtype=torch.float32)
@@ -199,7 +197,7 @@ def test_static_codecs_and_shortcut_match_eager_pipeline(pipe):
 
 
 def _sample_image(pipe, image) -> np.ndarray:
-    return pipe(image, orbit_poses(2), num_samples=1, num_inference_steps=3, seed=0, preprocess=False).array
+    return pipe(image, orbit(2), num_samples=1, num_inference_steps=3, seed=0, preprocess=False).array
 
 
 def test_compile_blocks_compiles_and_releases(pipe):
@@ -246,7 +244,7 @@ def test_compile_blocks_compiles_and_releases(pipe):
 
 
 def test_profile_breaks_a_call_down(pipe):
-    from zero1to3.bench import kernel_class, profile_call
+    from zero1to3.benchmarking.flops import kernel_class, profile_call
 
     try:
         pipe.enable_fast_path("static")
@@ -266,12 +264,12 @@ def test_profile_breaks_a_call_down(pipe):
 @pytest.mark.gpu
 @cuda
 def test_regional_compile_matches_eager():
-    gpu = build_random_pipeline("tiny", "cuda", torch.float16, seed=0)
+    gpu = Zero123Pipeline.from_preset("tiny", 0, "cuda", torch.float16)
     gpu.enable_fast_path(None)
-    eager = gpu(synthetic_image(gpu.image_size), orbit_poses(2), num_samples=1, num_inference_steps=6, seed=1,
+    eager = gpu(synthetic_image(gpu.image_size), orbit(2), num_samples=1, num_inference_steps=6, seed=1,
                 preprocess=False, return_latents=True)
     gpu.enable_fast_path("compile", channels_last=True, compile_scope="blocks")
-    fast = gpu(synthetic_image(gpu.image_size), orbit_poses(2), num_samples=1, num_inference_steps=6, seed=1,
+    fast = gpu(synthetic_image(gpu.image_size), orbit(2), num_samples=1, num_inference_steps=6, seed=1,
                preprocess=False, return_latents=True)
     assert fast_mode(gpu) == "compile" and not gpu._fast_denoiser.failures
     rel = ((fast.latents - eager.latents).norm() / eager.latents.norm()).item()
@@ -300,7 +298,7 @@ def test_warm_up_captures_the_request_shapes_and_is_a_no_op_without_a_fast_path(
 def test_warm_up_captures_graphs_on_gpu():
     from zero1to3.fast import warm_up
 
-    gpu = build_random_pipeline("tiny", "cuda", torch.float16, seed=0)
+    gpu = Zero123Pipeline.from_preset("tiny", 0, "cuda", torch.float16)
     assert warm_up(gpu) > 0  # "auto": CUDA graphs
     fast = gpu._fast_denoiser
     assert sorted(key[0] for key in fast._entries) == [1, 4] and not fast.failures

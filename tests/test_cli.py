@@ -7,14 +7,11 @@ import pytest
 from PIL import Image
 
 from zero1to3.cli import main
-from zero1to3.pipeline import Zero123Pipeline
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    Zero123Pipeline.from_preset("tiny", seed=0).save_pretrained(path)
-    return path
+def model_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

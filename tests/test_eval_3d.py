@@ -59,7 +59,7 @@ def test_plumbing_resume_and_reports(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not HAVE_RECON_METRICS, reason="zero1to3.recon.metrics not present yet")
 def test_real_mesh_metrics_through_cli(tmp_path: Path, capsys) -> None:
-    from zero1to3.cli import CLIError
+    from zero1to3.cli.common import CLIError
     from zero1to3.cli import eval as eval_cli
 
     pred, gt = _meshes(tmp_path)

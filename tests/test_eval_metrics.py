@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from zero1to3.evaluation.metrics import (FID_WEIGHTS_ENV, LPIPS_WEIGHTS_ENV, PSNR_CAP_DB, ImageMetrics,
-                                         MetricUnavailable, build_fid, build_lpips, psnr, ssim, to_tensor)
+                                         MetricUnavailable, build_fid, build_lpips, mask_iou, masked_psnr,
+                                         non_white, psnr, ssim, to_tensor)
+from zero1to3.evaluation.nvs import side_check
 from zero1to3.evaluation.stats import summarize
 
 
@@ -87,7 +89,7 @@ def test_lpips_and_fid_skip_without_weights(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv(LPIPS_WEIGHTS_ENV, raising=False)
     monkeypatch.delenv(FID_WEIGHTS_ENV, raising=False)
     m = ImageMetrics()
-    assert m.per_image_names == ["psnr", "ssim"] and not m.has_fid
+    assert m.per_image_names == ["psnr", "ssim", "mask_iou", "masked_psnr"] and not m.has_fid
     assert len(m.notices) == 2 and all("\n" not in n and "skipped" in n for n in m.notices)
     monkeypatch.setenv(FID_WEIGHTS_ENV, "/nonexistent/inception.pth")
     with pytest.raises(MetricUnavailable, match="not found"):
@@ -131,3 +133,83 @@ def test_lpips_loads_backbone_from_local_file(tmp_path) -> None:
     x = _images(2, size=64)
     assert torch.allclose(lpips(x, x), torch.zeros(2), atol=1e-6)
     assert float(lpips(x, 1 - x).min()) > 0
+
+
+def _tiny(rows: list[list[tuple[int, int, int]]]) -> np.ndarray:
+    return np.asarray(rows, np.uint8)
+
+
+def test_non_white_threshold_on_distance_from_white() -> None:
+    # darkest channel 229 -> distance 26/255 = 0.102 > 0.1: foreground; 230 -> 0.098: background
+    img = _tiny([[(255, 255, 255), (255, 255, 229), (230, 240, 250), (0, 0, 0)]])
+    assert non_white(to_tensor(img)).tolist() == [[[False, True, False, True]]]
+    assert non_white(to_tensor(img), threshold=0.0).tolist() == [[[False, True, True, True]]]
+
+
+def test_mask_iou_hand_computed() -> None:
+    pred = torch.tensor([[[1, 1, 0, 0], [1, 0, 0, 0]], [[0, 0, 0, 0], [0, 0, 0, 0]],
+                         [[0, 0, 0, 0], [0, 0, 0, 0]]], dtype=torch.bool)
+    target = torch.tensor([[[1, 0, 0, 0], [1, 1, 1, 0]], [[1, 1, 0, 0], [0, 0, 0, 0]],
+                           [[0, 0, 0, 0], [0, 0, 0, 0]]], dtype=torch.bool)
+    iou = mask_iou(pred, target)
+    assert iou[0].item() == pytest.approx(2 / 5)  # intersection {(0,0),(1,0)}, union 5 pixels
+    assert iou[1].item() == 0.0                   # blank prediction
+    assert math.isnan(iou[2].item())              # both empty: undefined
+
+
+def test_masked_psnr_hand_computed() -> None:
+    # 1x4 image, mask on two pixels: errors there 0.1 (all channels) and 0.3 (one channel); outside, big errors
+    target = torch.full((1, 3, 1, 4), 0.5)
+    pred = target.clone()
+    pred[0, :, 0, 0] += 0.1
+    pred[0, 0, 0, 1] += 0.3
+    pred[0, :, 0, 3] = 1.0  # outside the mask: ignored
+    mask = torch.tensor([[[True, True, False, False]]])
+    mse = (3 * 0.1**2 + 0.3**2) / 6  # over 2 pixels x 3 channels
+    assert masked_psnr(pred, target, mask).item() == pytest.approx(10 * math.log10(1 / mse), abs=1e-4)
+    assert masked_psnr(target, target, mask).item() == PSNR_CAP_DB
+    assert math.isnan(masked_psnr(pred, target, torch.zeros_like(mask)).item())
+    # a full mask gives the ordinary PSNR
+    assert masked_psnr(pred, target, torch.ones_like(mask)).item() == pytest.approx(psnr(pred, target).item(), abs=1e-4)
+
+
+def _block(x: int, size: int = 12) -> np.ndarray:
+    """White ``size``^2 image with a black 3x3 block at rows 0-2, columns x..x+2."""
+    img = np.full((size, size, 3), 255, np.uint8)
+    img[0:3, x:x + 3] = 0
+    return img
+
+
+def test_image_metrics_mask_scores_blank_copy_and_shift() -> None:
+    """Target: a black 3x3 block (alpha 1) on white, 12x12 (SSIM's window needs >= 11 px)."""
+    target = to_tensor(_block(0))
+    target_mask = torch.zeros(1, 12, 12, dtype=torch.bool)
+    target_mask[0, 0:3, 0:3] = True
+    m = ImageMetrics(use_lpips=False, use_fid=False)
+    assert m.per_image_names == ["psnr", "ssim", "mask_iou", "masked_psnr"]
+    blank = m.per_image(torch.ones_like(target), target, target_mask)
+    assert blank["mask_iou"] == [0.0]
+    assert blank["masked_psnr"][0] == pytest.approx(0.0, abs=1e-6)  # error 1 on every masked pixel
+    assert blank["psnr"][0] == pytest.approx(10 * math.log10(144 / 9), abs=1e-4)  # the background pads it
+    copy = m.per_image(target, target, target_mask)
+    assert copy["mask_iou"] == [1.0] and copy["masked_psnr"] == [PSNR_CAP_DB]
+    # one pixel to the right: intersection 6, union 12; errors of 1 on the 6 pixels of the symmetric difference
+    moved = m.per_image(to_tensor(_block(1)), target, target_mask)
+    assert moved["mask_iou"][0] == pytest.approx(0.5)
+    assert moved["masked_psnr"][0] == pytest.approx(10 * math.log10(2), abs=1e-4)
+    far = m.per_image(to_tensor(_block(6)), target)  # no alpha given: the target's own non-white pixels
+    assert far["mask_iou"] == [0.0] and far["masked_psnr"][0] == pytest.approx(0.0, abs=1e-6)
+    assert ImageMetrics(use_lpips=False, use_fid=False, mask_metrics=False).per_image_names == ["psnr", "ssim"]
+    with pytest.raises(ValueError, match="white_threshold"):
+        ImageMetrics(use_lpips=False, use_fid=False, white_threshold=1.0)
+
+
+def test_side_check_hand_computed() -> None:
+    plus = np.zeros((2, 2, 3), np.uint8)          # ground truth at +90: black
+    minus = np.full((2, 2, 3), 200, np.uint8)     # at -90: light grey
+    good = np.stack([np.stack([plus, plus + 10]), np.stack([minus, minus - 10])])  # [2 sides, 2 samples]
+    res = side_check(good, plus, minus)
+    assert res["pass"] and res["psnr_plus_own"] == pytest.approx((PSNR_CAP_DB + 20 * math.log10(255 / 10)) / 2)
+    assert not side_check(good[::-1], plus, minus)["pass"]          # sides swapped
+    same = np.stack([good[0], good[0]])  # one image for both sides (a copy, a blank): +90 right, -90 wrong
+    assert not side_check(same, plus, minus)["pass"]

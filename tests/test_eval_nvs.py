@@ -12,12 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from zero1to3.camera import focal_length_pixels, look_at, project_points, sample_reference_cameras, \
-    spherical_to_cartesian
+from zero1to3.camera import focal_length_pixels, look_at, project_points, relative_pose, \
+    sample_reference_cameras, spherical_to_cartesian
 from zero1to3.evaluation.metrics import ImageMetrics, psnr, ssim, to_tensor
-from zero1to3.evaluation.nvs import INPUT_COPY, evaluate_nvs
+from zero1to3.evaluation.nvs import BLANK_WHITE, INPUT_COPY, ORBIT_SIDES, evaluate_nvs
 from zero1to3.evaluation.results import ResumeMismatch
-from zero1to3.evaluation.views import ProtocolError, list_objects, load_rgb, select_views
+from zero1to3.evaluation.views import ProtocolError, find_side_views, list_objects, load_rgb, select_views
 
 SIZE = 64
 # Per object: two balls (centre, radius, RGB) so each view differs in where and how large they appear.
@@ -28,22 +28,22 @@ _BALLS = {
 }
 
 
-def _render(balls, pose: np.ndarray) -> np.ndarray:
+def _render(balls, pose: np.ndarray, size: int = SIZE) -> np.ndarray:
     """RGBA disc rendering of the balls (painter's order), transparent background."""
-    img = np.zeros((SIZE, SIZE, 4), np.uint8)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE] + 0.5
-    focal = focal_length_pixels(SIZE)
+    img = np.zeros((size, size, 4), np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    focal = focal_length_pixels(size)
     depths = [float(-(pose[:, :3] @ np.array(c) + pose[:, 3])[2]) for c, _, _ in balls]
     for i in np.argsort(depths)[::-1]:
         centre, radius, colour = balls[i]
-        u, v = project_points(np.array([centre]), pose, SIZE)[0]
+        u, v = project_points(np.array([centre]), pose, size)[0]
         r = focal * radius / depths[i]
         inside = (xx - u) ** 2 + (yy - v) ** 2 <= r * r
         img[inside] = (*colour, 255)
     return img
 
 
-def make_dataset(root: Path, n_random: int = 4, orbit: bool = True) -> Path:
+def make_dataset(root: Path, n_random: int = 4, orbit: bool = True, size: int = SIZE) -> Path:
     """Objects in the released layout: ``n_random`` reference-style views, then the 16-view elevation-30 orbit."""
     rng = np.random.default_rng(0)
     for name, balls in _BALLS.items():
@@ -54,7 +54,7 @@ def make_dataset(root: Path, n_random: int = 4, orbit: bool = True) -> Path:
             poses += [look_at(spherical_to_cartesian(math.radians(60), math.radians(22.5 * k), 1.8))
                       for k in range(16)]
         for i, pose in enumerate(poses):
-            Image.fromarray(_render(balls, pose), "RGBA").save(d / f"{i:03d}.png")
+            Image.fromarray(_render(balls, pose, size), "RGBA").save(d / f"{i:03d}.png")
             np.save(d / f"{i:03d}.npy", pose.astype(np.float32))
     return root
 
@@ -86,15 +86,6 @@ class FakePipe:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("renders"))
-
-
-@pytest.fixture(scope="module")
-def tiny_pipe():
-    try:
-        from zero1to3.pipeline import Zero123Pipeline
-    except ImportError as exc:  # pragma: no cover - before the pipeline lands
-        pytest.skip(f"zero1to3.pipeline unavailable: {exc}")
-    return Zero123Pipeline.from_preset("tiny", seed=0)
 
 
 def _metrics() -> ImageMetrics:
@@ -154,8 +145,9 @@ def _check_against_direct(result, out: Path, data: Path, method: str, samples: i
 def test_random_protocol_end_to_end_tiny_model(dataset: Path, tmp_path: Path, tiny_pipe) -> None:
     out = tmp_path / "out"
     result = evaluate_nvs(tiny_pipe, dataset, "random", num_targets=1, seed=1, num_inference_steps=2,
-                          num_samples=2, baseline=FakePipe(), out_dir=out, metrics=_metrics(), progress=False)
-    assert result.methods == ["model", "baseline", INPUT_COPY]
+                          num_samples=2, baseline=FakePipe(), out_dir=out, metrics=_metrics(), progress=False,
+                          orbit_sides=False)  # the side check runs in the orbit16 test (fewer slow calls)
+    assert result.methods == ["model", "baseline", INPUT_COPY, BLANK_WHITE]
     assert len(result.objects) == 3 and all(len(o["targets"]) == 1 for o in result.objects)
     for method, samples in (("model", 2), ("baseline", 2), (INPUT_COPY, 1)):
         _check_against_direct(result, out, dataset, method, samples)
@@ -173,6 +165,11 @@ def test_orbit16_end_to_end_tiny_model(dataset: Path, tmp_path: Path, tiny_pipe)
     assert [r[1] for r in result.objects[0]["relative_poses_deg"]][:2] == pytest.approx([22.5, 45.0])
     _check_against_direct(result, out, dataset, "model", 1)
     _check_against_direct(result, out, dataset, INPUT_COPY, 1)
+    sides = result.objects[0]["sides"]  # the tiny model through the side check: two predicted views saved
+    assert set(sides["methods"]) == {"model", INPUT_COPY, BLANK_WHITE}
+    assert result.objects[0]["scores"]["model"][ORBIT_SIDES] == float(sides["methods"]["model"]["pass"])
+    assert sorted(p.name for p in (out / "images" / "obj_a" / "model" / "sides").iterdir()) == \
+        ["008_s0.png", "016_s0.png"]
 
 
 def test_resume_skips_finished_objects(dataset: Path, tmp_path: Path) -> None:
@@ -180,13 +177,13 @@ def test_resume_skips_finished_objects(dataset: Path, tmp_path: Path) -> None:
     pipe = FakePipe()
     first = evaluate_nvs(pipe, dataset, "random", limit=2, num_targets=2, out_dir=out, metrics=_metrics(),
                          progress=False)
-    assert pipe.calls == 2
+    assert pipe.calls == 2 * 2  # per object: the targets, then the orbit side check's two views
     lines = (out / "results.jsonl").read_text().splitlines()
     (out / "results.jsonl").write_text("\n".join(lines) + '\n{"object": "obj_c", "sco')  # killed mid-write
     pipe2 = FakePipe()
     second = evaluate_nvs(pipe2, dataset, "random", limit=3, num_targets=2, out_dir=out, metrics=_metrics(),
                           progress=False)
-    assert pipe2.calls == 1  # only obj_c was computed
+    assert pipe2.calls == 2  # only obj_c was computed
     assert second.objects[:2] == first.objects and len(second.objects) == 3
     assert len((out / "results.jsonl").read_text().splitlines()) == 3
     with pytest.raises(ResumeMismatch, match="seed"):
@@ -208,12 +205,120 @@ def test_fid_column_with_custom_features(dataset: Path, tmp_path: Path) -> None:
     assert "FID" in result.markdown()
 
 
+class OraclePipe:
+    """Returns the ground-truth render of each requested camera (found by the input image and relative pose)."""
+
+    image_size = SIZE
+
+    def __init__(self, data: Path, swap_sides: bool = False) -> None:
+        self.objects = {}
+        for obj in list_objects(data):
+            for v in obj.views:
+                self.objects[obj.image(v, SIZE).tobytes()] = (obj, v)
+        self.swap_sides = swap_sides
+
+    def _view_at(self, obj, inp: str, pose) -> str:
+        want = np.array(pose.degrees())
+        for v in obj.views:
+            got = np.array(relative_pose(obj.poses[v], obj.poses[inp]).degrees())
+            if v != inp and abs(got[0] - want[0]) < 1e-3 and abs((got[1] - want[1] + 180) % 360 - 180) < 1e-3:
+                return v
+        raise AssertionError(f"no view of {obj.name} at {want}")
+
+    def __call__(self, image, poses, *, num_samples=1, guidance_scale=3.0, num_inference_steps=50, seed=0):
+        obj, inp = self.objects[np.asarray(image.convert("RGB")).tobytes()]
+        views = [self._view_at(obj, inp, p) for p in poses]
+        if self.swap_sides and len(views) == 2:
+            views = views[::-1]
+        arr = np.stack([np.repeat(obj.image(v, SIZE)[None], num_samples, 0) for v in views])
+
+        class Out:
+            array = arr
+
+        return Out()
+
+
+def test_mask_metrics_blank_white_and_side_check_end_to_end(dataset: Path, tmp_path: Path) -> None:
+    """Oracle (the ground truth itself): IoU 1, capped masked PSNR, passes the side check; blank white: IoU 0."""
+    out = tmp_path / "mask"
+    result = evaluate_nvs(OraclePipe(dataset), dataset, "random", num_targets=3, out_dir=out, metrics=_metrics(),
+                          progress=False)
+    assert result.methods == ["model", INPUT_COPY, BLANK_WHITE]
+    assert result.metrics == ["psnr", "ssim", "mask_iou", "masked_psnr", ORBIT_SIDES]
+    for rec in result.objects:
+        sc = rec["scores"]
+        assert sc["model"]["mask_iou"] == 1.0 and sc["model"]["masked_psnr"] == 100.0  # discs: binary alpha
+        assert sc[BLANK_WHITE]["mask_iou"] == 0.0
+        assert 0.0 < sc[INPUT_COPY]["mask_iou"] < 1.0
+        # blank white, by hand: PSNR over the target's alpha mask of (1 - target)^2
+        obj = dataset / rec["object"]
+        direct = []
+        for t in rec["targets"]:
+            gt = load_rgb(obj / f"{t}.png", SIZE).astype(np.float64) / 255.0
+            alpha = np.asarray(Image.open(obj / f"{t}.png"))[..., 3] > 0
+            direct.append(10 * np.log10(1.0 / ((1.0 - gt[alpha]) ** 2).mean()))
+        assert sc[BLANK_WHITE]["masked_psnr"] == pytest.approx(float(np.mean(direct)), rel=1e-4)
+        assert rec["per_view"][BLANK_WHITE]["mask_iou"] == [0.0, 0.0, 0.0]
+        assert rec["sides"]["input_view"] == "004" and (rec["sides"]["plus_view"], rec["sides"]["minus_view"]) == \
+            ("008", "016")
+        assert (sc["model"][ORBIT_SIDES], sc[INPUT_COPY][ORBIT_SIDES], sc[BLANK_WHITE][ORBIT_SIDES]) == (1.0, 0.0, 0.0)
+        assert len(list((out / "images" / rec["object"] / "model" / "sides").glob("*.png"))) == 2
+    blank = result.summary[BLANK_WHITE]
+    assert blank["mask_iou"].mean == 0.0 and blank["psnr"].mean > result.summary["model"]["masked_psnr"].mean - 100
+    paired = result.paired[BLANK_WHITE]["mask_iou"]
+    assert paired.mean == pytest.approx(1.0) and paired.n == 3
+    assert result.summary["model"][ORBIT_SIDES].mean == 1.0
+    assert any("model 3/3 (100.0%), input-copy 0/3 (0.0%), blank-white 0/3 (0.0%)" in n for n in result.notices)
+    md = (out / "summary.md").read_text()
+    assert "| blank-white |" in md and "Mask IoU" in md and "Masked PSNR" in md and "model − blank-white" in md
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert float(next(r for r in rows if r["object"] == "mean" and r["method"] == BLANK_WHITE)["mask_iou"]) == 0.0
+    swapped = evaluate_nvs(OraclePipe(dataset, swap_sides=True), dataset, "random", num_targets=1, limit=2,
+                           metrics=_metrics(), progress=False)
+    assert swapped.summary["model"][ORBIT_SIDES].mean == 0.0  # +90 drawn where -90 belongs: caught
+    off = evaluate_nvs(OraclePipe(dataset), dataset, "random", num_targets=1, limit=1, metrics=_metrics(),
+                       progress=False, orbit_sides=False)
+    assert ORBIT_SIDES not in off.metrics and "sides" not in off.objects[0]
+
+
+def test_random_protocol_skips_orbit_views_listed_in_meta(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "r", n_random=4)
+    (data / "meta.json").write_text(json.dumps({"num_views": 4, "orbit_views": 16}))
+    for obj in list_objects(data):
+        assert obj.extra_views == frozenset(f"{i:03d}" for i in range(4, 20))
+        task = select_views(obj, "random", seed=3)
+        assert {task.input_view, *task.targets} == {"000", "001", "002", "003"}
+        assert len(select_views(obj, "orbit16").targets) == 15  # the orbit protocol still finds them
+        assert find_side_views(obj) == ("004", "008", "016")
+
+
+def test_views_larger_than_the_model(tmp_path: Path) -> None:
+    """128 px renders, a 64 px model: compared at the model's size by default, or at image_size."""
+    data = make_dataset(tmp_path / "r128", size=128)
+    pipe = FakePipe(shift=0)
+    res = evaluate_nvs(pipe, data, "random", num_targets=2, limit=2, out_dir=tmp_path / "o64", metrics=_metrics(),
+                       progress=False)
+    assert (res.config["image_size"], res.config["model_image_size"]) == (64, 64)
+    rec = res.objects[0]
+    saved = load_rgb(tmp_path / "o64" / "images" / rec["object"] / "model" / f"{rec['targets'][0]}_s0.png")
+    assert saved.shape == (64, 64, 3)
+    # the fake model copies its 64 px input (plus noise of +-5 levels): close to input-copy, not to blank
+    assert abs(rec["scores"]["model"]["mask_iou"] - rec["scores"][INPUT_COPY]["mask_iou"]) < 0.1
+    big = evaluate_nvs(FakePipe(shift=0), data, "random", num_targets=2, limit=2, out_dir=tmp_path / "o128",
+                       metrics=_metrics(), progress=False, image_size=128)
+    rec = big.objects[0]
+    saved = load_rgb(tmp_path / "o128" / "images" / rec["object"] / "model" / f"{rec['targets'][0]}_s0.png")
+    assert saved.shape == (128, 128, 3) and big.config["image_size"] == 128
+    assert big.objects[0]["scores"][BLANK_WHITE]["mask_iou"] == 0.0
+    assert big.objects[0]["scores"][INPUT_COPY] != res.objects[0]["scores"][INPUT_COPY]  # other pixels compared
+
+
 def main(argv: list[str]) -> int:
     """``zero1to3`` with only the eval command registered (other commands are other modules' business)."""
     import argparse
     import sys
 
-    from zero1to3.cli import CLIError
+    from zero1to3.cli.common import CLIError
     from zero1to3.cli import eval as eval_cli
 
     parser = argparse.ArgumentParser(prog="zero1to3")
@@ -234,7 +339,10 @@ def test_cli_eval_nvs(dataset: Path, tmp_path: Path, capsys, monkeypatch) -> Non
                "--steps", "2", "-o", str(out), "--no-progress"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    assert "| tiny |" in captured.out and f"| {INPUT_COPY} |" in captured.out
+    rows = {line.split("|")[1].strip() for line in captured.out.splitlines() if line.startswith("|")}
+    assert {"tiny", INPUT_COPY, BLANK_WHITE, f"tiny − {INPUT_COPY}", f"tiny − {BLANK_WHITE}"} <= rows
+    assert "IoU" in captured.out and "mPSNR" in captured.out and "sides" in captured.out
+    assert "Orbit side check" in captured.out and "blank-white 0/1 (0.0%)" in captured.out
     assert "LPIPS skipped" in captured.err and "FID skipped" in captured.err
     assert {p.name for p in out.iterdir()} >= {"summary.md", "summary.json", "summary.csv", "figure.png",
                                                "results.jsonl", "config.json"}

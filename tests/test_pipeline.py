@@ -10,12 +10,13 @@ import torch
 from PIL import Image
 
 from zero1to3.camera import RelativePose
-from zero1to3.pipeline import ModelLoadError, Zero123Pipeline, make_scheduler, reference_ddim_timesteps
+from zero1to3.pipeline import (SCHEDULERS, ModelLoadError, Zero123Pipeline, denoiser_steps, make_scheduler,
+                               reference_ddim_timesteps, sampler_timesteps)
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    return Zero123Pipeline.from_preset("tiny", seed=0)
+def pipe(tiny_pipe):
+    return tiny_pipe
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +223,12 @@ def test_clip_preprocess_normalises_each_channel():
     assert out.shape == (2, 3, 8, 8)
     for k in range(3):
         torch.testing.assert_close(out[:, k], torch.full((2, 8, 8), (0.75 - CLIP_MEAN[k]) / CLIP_STD[k]))
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_denoiser_steps_is_what_the_sampler_runs(pipe, scheduler):
+    """The one stated sampler fact (DDIM runs N-1 of N, DPM-Solver++ N) against the timesteps a run visits."""
+    for n in (1, 2, 3, 20, 50):
+        visited = sampler_timesteps(make_scheduler(scheduler, pipe.scheduler.config), n)
+        assert denoiser_steps(n, scheduler) == len(visited)
+    assert denoiser_steps(50, "ddim") == 49

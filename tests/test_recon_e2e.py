@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -13,7 +12,7 @@ import trimesh
 from zero1to3.recon.baseline import baseline_mesh
 from zero1to3.recon.config import ReconConfig
 from zero1to3.recon.elevation import estimate_elevation
-from zero1to3.recon.fake import FakePipeline, OraclePipeline
+from recon_doubles import FakePipeline, OraclePipeline
 from zero1to3.recon.field import VoxelField
 from zero1to3.recon.metrics import evaluate_mesh
 from zero1to3.recon.reconstruct import reconstruct
@@ -139,7 +138,8 @@ def test_prepare_reference_alpha_and_errors(tmp_path) -> None:
 def test_cli_recon_runs_with_stand_in_pipe(tmp_path, monkeypatch, capsys) -> None:
     from PIL import Image
 
-    from zero1to3.cli import CLIError, build_parser
+    from zero1to3.cli import build_parser
+    from zero1to3.cli.common import CLIError
     from zero1to3.cli import recon as recon_cli
 
     image = tmp_path / "in.png"
@@ -168,14 +168,9 @@ def test_cli_recon_runs_with_stand_in_pipe(tmp_path, monkeypatch, capsys) -> Non
         recon_cli.run(missing)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("diffusers") is None, reason="diffusers not installed")
-def test_reconstruct_with_tiny_real_pipeline() -> None:
+def test_reconstruct_with_tiny_real_pipeline(tiny_pipe) -> None:
     """Three steps through the real (random-weight, tiny) Zero123Pipeline: the interface holds."""
-    try:
-        from zero1to3.pipeline import Zero123Pipeline
-    except ImportError as exc:  # pragma: no cover - the pipeline is built alongside
-        pytest.skip(f"pipeline unavailable: {exc}")
-    pipe = Zero123Pipeline.from_preset("tiny", seed=0)
+    pipe = tiny_pipe
     img = input_image(object_field(), 0.0, pipe.image_size)
     cfg = ReconConfig(**dict(TINY, steps=3, batch_size=2))
     result = reconstruct(pipe, img, cfg, progress=False)

@@ -9,7 +9,7 @@ import torch
 
 from zero1to3.camera import RelativePose
 from zero1to3.recon.config import ReconConfig
-from zero1to3.recon.fake import FakePipeline, OraclePipeline
+from recon_doubles import FakePipeline, OraclePipeline
 from zero1to3.recon.field import VoxelField
 from zero1to3.recon.losses import (near_view_loss, opacity_entropy_loss, reference_losses, sample_timestep,
                                    sds_loss, sparsity_loss, timestep_range)

@@ -31,7 +31,10 @@ from zero1to3.model import (CLIP_MEAN, CLIP_STD, CameraProjection, PoseEncoding,
 from zero1to3.preprocess import (DEFAULT_FOREGROUND_RATIO, ImageInput, PreprocessConfig, preprocess_image,
                                  to_model_input)
 
+#: Sampler names every command and the demo accept.
 SCHEDULERS: tuple[str, ...] = ("ddim", "dpmsolver++")
+#: Precision names of the CLI and configs -> torch dtypes.
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 #: Where the embedded default model lives inside the package.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "tiny"
@@ -100,6 +103,24 @@ def reference_ddim_timesteps(scheduler: DDIMScheduler, num_inference_steps: int)
     return scheduler.timesteps[1:] if num_inference_steps > 1 else scheduler.timesteps
 
 
+def sampler_timesteps(scheduler: DDIMScheduler | DPMSolverMultistepScheduler,
+                      num_inference_steps: int) -> torch.Tensor:
+    """The timesteps a sampler run visits: DDIM on the reference trajectory, other solvers as diffusers sets them."""
+    if isinstance(scheduler, DDIMScheduler):
+        return reference_ddim_timesteps(scheduler, num_inference_steps)
+    scheduler.set_timesteps(num_inference_steps)
+    return scheduler.timesteps
+
+
+def denoiser_steps(num_inference_steps: int, scheduler: str = "ddim") -> int:
+    """Guided UNet evaluations a request runs: DDIM runs N-1 of N requested (at least 1), DPM-Solver++ runs N."""
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {scheduler!r}; expected one of {', '.join(SCHEDULERS)}")
+    if num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+    return max(num_inference_steps - 1, 1) if scheduler == "ddim" else num_inference_steps
+
+
 class Zero123Pipeline:
     """Components composed like a diffusers pipeline; see docs/architecture.md for the API."""
 
@@ -123,12 +144,19 @@ class Zero123Pipeline:
 
     # ------------------------------------------------------------------ construction / I/O
     @classmethod
-    def from_preset(cls, name: str = "tiny", seed: int = 0) -> "Zero123Pipeline":
-        """Random weights of a preset (``tiny`` or the official-size ``zero123``): for tests and speed work."""
+    def from_preset(cls, name: str = "tiny", seed: int = 0, device: str | torch.device | None = None,
+                    dtype: torch.dtype | None = None) -> "Zero123Pipeline":
+        """Random weights of a preset (``tiny`` or the official-size ``zero123``): for tests and speed work.
+
+        The modules are constructed directly on ``device`` (the 860M UNet builds in seconds on a GPU instead
+        of running its initialisers on the CPU and copying).
+        """
         config = preset(name)
         torch.manual_seed(seed)
-        return cls(build_unet(config), build_vae(config), build_image_encoder(config),
-                   build_camera_projection(config), build_scheduler(), pose_encoding=config.pose_encoding)
+        with torch.device(device or "cpu"):
+            parts = (build_unet(config), build_vae(config), build_image_encoder(config),
+                     build_camera_projection(config))
+        return cls(*parts, build_scheduler(), pose_encoding=config.pose_encoding).to(device, dtype)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, *, image_encoder: str | os.PathLike | None = None,
@@ -335,11 +363,7 @@ class Zero123Pipeline:
         batch = len(cond)
         shape = (batch, 4, self.unet.config.sample_size, self.unet.config.sample_size)
         sched = make_scheduler(scheduler, self.scheduler.config)
-        if scheduler == "ddim":
-            timesteps = reference_ddim_timesteps(sched, num_inference_steps)
-        else:
-            sched.set_timesteps(num_inference_steps)
-            timesteps = sched.timesteps
+        timesteps = sampler_timesteps(sched, num_inference_steps)
         if latents is None:
             latents = torch.randn(shape, generator=generator, dtype=torch.float32)
         x = latents.to(device=self.device, dtype=torch.float32)

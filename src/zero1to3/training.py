@@ -229,9 +229,17 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
 
 def load_training_arrays(data: str, image_size: int,
                          cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """All views of a render-layout folder, in memory, via the data module's reader (cache outside the data)."""
+    """All views of a render-layout folder or a shard folder (``zero1to3 data pack``), in memory; a render
+    folder's cache goes to ``cache_dir`` (never into the data)."""
     from zero1to3.data.dataset import load_views_array
+    from zero1to3.data.shards import is_shard_folder, read_shards
 
+    if is_shard_folder(data):
+        views = read_shards(data)
+        if views.images.shape[2] != image_size:
+            raise ValueError(f"{data}: shards hold {views.images.shape[2]} px views, the model needs {image_size} px "
+                             "(pack the renders again with --size)")
+        return views.images, views.poses, views.names
     return load_views_array(data, image_size, cache_dir=cache_dir)
 
 

@@ -11,12 +11,10 @@ import importlib
 import sys
 from typing import Sequence
 
+from zero1to3.cli.common import CLIError
+
 #: Command modules, in the order ``zero1to3 --help`` lists them.
 COMMAND_MODULES = ("nvs", "convert", "render", "train", "eval", "recon", "bench", "demo")
-
-
-class CLIError(Exception):
-    """An error the CLI reports in one line (bad input, missing file), without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:

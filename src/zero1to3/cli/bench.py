@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from zero1to3.cli import CLIError
+from zero1to3.cli.common import CLIError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +71,7 @@ def config_from_args(args: argparse.Namespace):
     """Validated BenchConfig from parsed arguments (one-line CLIError on bad input)."""
     import torch
 
-    from zero1to3.bench import DEFAULT_GPU_VARIANTS, VARIANTS, BenchConfig
+    from zero1to3.benchmarking.sampling import DEFAULT_GPU_VARIANTS, VARIANTS, BenchConfig
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -100,7 +100,8 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from zero1to3.bench import run_benchmark, to_markdown
+    from zero1to3.benchmarking.report import to_markdown
+    from zero1to3.benchmarking.sampling import run_benchmark
     from zero1to3.pipeline import ModelLoadError
 
     cfg = config_from_args(args)

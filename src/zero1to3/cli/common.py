@@ -9,6 +9,10 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 FAST_MODES = ("auto", "cuda_graph", "compile", "eager")
 
 
+class CLIError(Exception):
+    """An error the CLI reports in one line (bad input, missing file), without a traceback."""
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", default=None,
@@ -42,8 +46,6 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, steps: int = 50) -> 
 
 
 def finite(name: str, value: float) -> float:
-    from zero1to3.cli import CLIError
-
     if not math.isfinite(value):
         raise CLIError(f"--{name} must be a finite number, got {value}")
     return value
@@ -53,7 +55,6 @@ def load_pipeline(args: argparse.Namespace):
     """The pipeline named by the model arguments, on the chosen device and precision."""
     import torch
 
-    from zero1to3.cli import CLIError
     from zero1to3.pipeline import ModelLoadError, Zero123Pipeline
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from zero1to3.cli.common import CLIError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert an original Zero-1-to-3 .ckpt to the diffusers layout")
@@ -21,7 +23,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from zero1to3.checkpoint import CheckpointError
-    from zero1to3.cli import CLIError
     from zero1to3.inputs import check_output_dir
     from zero1to3.pipeline import ModelLoadError, Zero123Pipeline
 

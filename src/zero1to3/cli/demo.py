@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from zero1to3.cli.common import add_model_arguments, load_pipeline
+from zero1to3.cli.common import CLIError, add_model_arguments, load_pipeline
 
 #: Shown in the page when no trained model is installed and the demo falls back to random weights.
 RANDOM_WEIGHTS_WARNING = ("No trained model is installed (the package has no embedded weights and --model was not "
@@ -41,8 +41,6 @@ def load_demo_pipeline(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from zero1to3.cli import CLIError
-
     start = time.perf_counter()
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port must be in 0..65535, got {args.port}")

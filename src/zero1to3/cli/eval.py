@@ -10,16 +10,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zero1to3.cli import CLIError
-from zero1to3.cli.common import add_model_arguments
+from zero1to3.cli.common import CLIError, add_model_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate novel views (PSNR/SSIM/LPIPS/FID) or 3D meshes (Chamfer/IoU/F-score)",
+    p = sub.add_parser("eval", help="evaluate novel views (PSNR/SSIM/LPIPS/FID, mask IoU) or 3D meshes "
+                                    "(Chamfer/IoU/F-score)",
                        description="Evaluate novel-view synthesis or 3D reconstruction; see docs/evaluation.md.")
     what = p.add_subparsers(dest="eval_kind", metavar="{nvs,3d}")
 
-    nvs = what.add_parser("nvs", help="novel views vs. ground-truth renders, with the input-copy baseline")
+    nvs = what.add_parser("nvs", help="novel views vs. ground-truth renders, with input-copy and blank-white "
+                                      "baselines")
     add_model_arguments(nvs)  # --model (also 'preset:NAME': random weights), --image-encoder, --device, --dtype ...
     nvs.add_argument("--data", required=True, help="render folder: one subfolder per object with NNN.png + NNN.npy")
     nvs.add_argument("--protocol", choices=("random", "orbit16"), default="random",
@@ -32,6 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     nvs.add_argument("--samples", type=int, default=1, help="samples per target view, scores averaged (default 1)")
     nvs.add_argument("--scheduler", choices=("ddim", "dpmsolver++"), default="ddim")
     nvs.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
+    nvs.add_argument("--size", type=int,
+                     help="compare images at SIZE px (default: the model's image size; renders are resized)")
+    nvs.add_argument("--white-threshold", type=float, default=None,
+                     help="a predicted pixel is foreground when max over channels of (1 - value) exceeds this "
+                          "(default 0.1; for mask IoU and masked PSNR)")
+    nvs.add_argument("--orbit-sides", choices=("auto", "on", "off"), default="auto",
+                     help="orbit side check (+-90 deg views at elevation 30); auto: when the data has the views")
     nvs.add_argument("--lpips-weights", help="LPIPS backbone weights file (or $ZERO1TO3_LPIPS_WEIGHTS)")
     nvs.add_argument("--fid-weights", help="FID Inception weights file (or $ZERO1TO3_FID_WEIGHTS)")
     _common(nvs)
@@ -101,38 +109,47 @@ def run(args: argparse.Namespace) -> int:
             result = _run_3d(args)
     except (ResumeMismatch, ProtocolError) as exc:
         raise CLIError(str(exc)) from None
-    print(result.markdown(), end="")
-    print(f"results: {', '.join(str(p) for p in result.files.values() if p)}")
+    from zero1to3.evaluation.report import console_table
+
+    print(console_table(result), end="")
+    print(f"full table: {result.files.get('markdown')}; results: "
+          f"{', '.join(str(p) for k, p in result.files.items() if p and k != 'markdown')}")
     return 0
 
 
 def _run_nvs(args: argparse.Namespace) -> Any:
     from zero1to3.evaluation.metrics import ImageMetrics
-    from zero1to3.evaluation.nvs import INPUT_COPY, evaluate_nvs
+    from zero1to3.evaluation.nvs import CONSTANT_METHODS, evaluate_nvs
 
-    for name in ("--targets", "--steps", "--samples"):
+    for name in ("--targets", "--steps", "--samples", "--size"):
         _check_positive(name, getattr(args, name[2:]))
+    if args.size is not None and args.size < 8:
+        raise CLIError(f"--size must be at least 8, got {args.size}")
+    if args.white_threshold is not None and not 0.0 <= args.white_threshold < 1.0:
+        raise CLIError(f"--white-threshold must be in [0, 1), got {args.white_threshold}")
     if not Path(args.data).is_dir():
         raise CLIError(f"data folder not found: {args.data}")
     for spec in (args.model, args.baseline):  # fail before any slow loading
         if spec is not None and not spec.startswith("preset:") and not Path(spec).exists():
             raise CLIError(f"model not found: {spec}")
-    metrics = ImageMetrics(lpips_weights=args.lpips_weights, fid_weights=args.fid_weights)
+    white = {} if args.white_threshold is None else {"white_threshold": args.white_threshold}
+    metrics = ImageMetrics(lpips_weights=args.lpips_weights, fid_weights=args.fid_weights, **white)
     for note in metrics.notices:
         print(f"note: {note}", file=sys.stderr)  # early, before a long run; the table repeats them
     pipe = _load_model(args, args.model)
     baseline = _load_model(args, args.baseline) if args.baseline else None
     model_name, baseline_name = _label(args.model), _label(args.baseline) if args.baseline else "baseline"
-    if baseline_name in (model_name, INPUT_COPY):
+    if baseline_name == model_name or baseline_name in CONSTANT_METHODS:
         baseline_name = f"{baseline_name} (baseline)"
-    if model_name == INPUT_COPY:
+    if model_name in CONSTANT_METHODS:
         model_name = f"{model_name} (model)"
     return evaluate_nvs(pipe, args.data, args.protocol, input_view=args.input_view, num_targets=args.targets,
                         limit=args.limit, seed=args.seed, baseline=baseline, baseline_name=baseline_name,
                         model_name=model_name, num_samples=args.samples, guidance_scale=args.guidance,
                         num_inference_steps=args.steps, out_dir=args.out, metrics=metrics, ci=args.ci,
                         overwrite=args.overwrite, progress=not args.no_progress,
-                        sampler_kwargs={"scheduler": args.scheduler, "eta": args.eta},
+                        sampler_kwargs={"scheduler": args.scheduler, "eta": args.eta}, image_size=args.size,
+                        orbit_sides={"auto": None, "on": True, "off": False}[args.orbit_sides],
                         config_extra={"model": args.model, "baseline": args.baseline, "no_ema": args.no_ema,
                                       "dtype": args.dtype})
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zero1to3.cli.common import add_model_arguments, add_sampling_arguments, load_pipeline
+from zero1to3.cli.common import CLIError, add_model_arguments, add_sampling_arguments, load_pipeline
 
 #: Views per sampler call: large view counts run in chunks, so memory does not grow with --views.
 DEFAULT_CHUNK = 16
@@ -51,7 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _poses(args: argparse.Namespace):
     from zero1to3.camera import RelativePose
-    from zero1to3.cli import CLIError
     from zero1to3.inputs import MAX_RADIUS_CHANGE, check_range, wrap_degrees
 
     counts = {len(args.polar), len(args.azimuth), len(args.radius)} - {1}
@@ -73,7 +72,6 @@ def check_image_argument(path: str) -> None:
     """The input image exists and its header is within the pixel cap (the pixels are decoded later)."""
     from PIL import Image
 
-    from zero1to3.cli import CLIError
     from zero1to3.inputs import check_pixel_count
 
     if not Path(path).is_file():
@@ -119,7 +117,6 @@ def _pose_chunks(poses: list, chunk: int):
 def run_nvs(args: argparse.Namespace) -> int:
     import torch
 
-    from zero1to3.cli import CLIError
     from zero1to3.inputs import check_int, check_output_dir
 
     check_image_argument(args.image)
@@ -161,7 +158,6 @@ def run_orbit(args: argparse.Namespace) -> int:
     import torch
 
     from zero1to3.camera import orbit, spiral
-    from zero1to3.cli import CLIError
     from zero1to3.inputs import check_int, check_output_file, check_range
 
     check_image_argument(args.image)

@@ -8,8 +8,7 @@ import logging
 import math
 from pathlib import Path
 
-from zero1to3.cli import CLIError
-from zero1to3.cli.common import add_model_arguments, load_pipeline
+from zero1to3.cli.common import CLIError, add_model_arguments, load_pipeline
 from zero1to3.inputs import check_int, check_output_dir, check_range, check_seed
 
 #: CLI flag -> ReconConfig weight field (one flag per loss term; 0 switches a term off).

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from zero1to3.cli.common import CLIError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -37,8 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zero1to3.cli import CLIError
-
     for flag in ("views", "resolution", "workers", "supersample"):
         if getattr(args, flag) < 1:
             raise CLIError(f"--{flag} must be >= 1")

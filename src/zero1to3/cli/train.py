@@ -9,6 +9,8 @@ import argparse
 import dataclasses
 from typing import Any
 
+from zero1to3.cli.common import CLIError
+
 HELP = {
     "data": "dataset folder in the render layout (one folder per object, NNN.png + NNN.npy)",
     "output_dir": "run folder: checkpoints/, samples/, metrics.jsonl, config.json",
@@ -71,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
 
     import sys
 
-    from zero1to3.cli import CLIError
     from zero1to3.inputs import check_output_dir
     from zero1to3.training import NonFiniteError, TrainConfig, Trainer, VAETrainConfig, train_vae
 

@@ -24,7 +24,8 @@ CONFIG_FILE = "config.json"
 #: Metrics where lower is better (the table marks the direction).
 LOWER_IS_BETTER = {"lpips", "fid", "chamfer"}
 _LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID", "chamfer": "Chamfer",
-           "iou": "Vol. IoU", "fscore": "F-score"}
+           "iou": "Vol. IoU", "fscore": "F-score", "mask_iou": "Mask IoU", "masked_psnr": "Masked PSNR (dB)",
+           "orbit_sides": "Orbit sides"}
 
 
 class ResumeMismatch(ValueError):

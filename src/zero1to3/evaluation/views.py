@@ -11,6 +11,7 @@ never change which views an object is evaluated on.
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -42,12 +43,19 @@ class EvalObject:
     path: Path
     views: list[str]
     poses: dict[str, np.ndarray] = field(repr=False)
+    #: views rendered for evaluation protocols (orbits), not drawn from the reference camera distribution;
+    #: the ``random`` protocol leaves them out (from the dataset's ``meta.json``, see :func:`list_objects`)
+    extra_views: frozenset[str] = frozenset()
     #: view -> why it was left out (unreadable pose or image), for the run's notices
     skipped: dict[str, str] = field(default_factory=dict)
 
     def image(self, view: str, size: int | None = None) -> np.ndarray:
         """View ``view`` as uint8 RGB [H, W, 3], alpha-composited on white, resized to ``size`` if given."""
         return load_rgb(self.path / f"{view}.png", size)
+
+    def alpha(self, view: str, size: int | None = None) -> np.ndarray:
+        """Alpha of view ``view`` as float [H, W] in [0, 1] (resized to ``size`` like the image); None without alpha."""
+        return load_alpha(self.path / f"{view}.png", size)
 
 
 @dataclass
@@ -73,7 +81,31 @@ def load_rgb(path: Path, size: int | None = None) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def _read_object(path: Path) -> EvalObject | None:
+def load_alpha(path: Path, size: int | None = None) -> np.ndarray | None:
+    """The PNG's alpha as float [H, W] in [0, 1], resized (Lanczos, as :func:`load_rgb`); None if it has none."""
+    with Image.open(path) as im:
+        if im.mode not in ("RGBA", "LA", "PA") and "transparency" not in im.info:
+            return None
+        alpha = im.convert("RGBA").getchannel("A")
+    if size is not None and alpha.size != (size, size):
+        alpha = alpha.resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(alpha, dtype=np.float32) / 255.0
+
+
+def _extra_view_names(root: Path) -> frozenset[str]:
+    """Orbit views appended by ``zero1to3 render --orbit`` (numbered after the ``num_views`` random ones)."""
+    meta_path = root / "meta.json"
+    if not meta_path.is_file():
+        return frozenset()
+    try:
+        meta = json.loads(meta_path.read_text())
+        first, count = int(meta.get("num_views", 0)), int(meta.get("orbit_views", 0) or 0)
+    except (ValueError, TypeError, AttributeError):
+        return frozenset()
+    return frozenset(f"{i:03d}" for i in range(first, first + count)) if first > 0 else frozenset()
+
+
+def _read_object(path: Path, extra: frozenset[str] = frozenset()) -> EvalObject | None:
     """The object's views with a readable, finite pose; a bad pose file drops its view (recorded in ``skipped``)."""
     views = sorted(p.stem for p in path.glob("*.png") if (path / f"{p.stem}.npy").is_file())
     if not views:
@@ -89,7 +121,8 @@ def _read_object(path: Path) -> EvalObject | None:
             skipped[v] = f"{npy}: {(str(exc).splitlines() or [type(exc).__name__])[0][:160]}"
             continue
         poses[v] = np.asarray(pose, np.float64)[:3]
-    return EvalObject(path.name, path, [v for v in views if v in poses], poses, skipped)
+    kept = [v for v in views if v in poses]
+    return EvalObject(path.name, path, kept, poses, extra & frozenset(kept), skipped)
 
 
 def load_task(obj: EvalObject, protocol: str, input_view: str | int | None, num_targets: int | None, seed: int,
@@ -120,15 +153,21 @@ def load_task(obj: EvalObject, protocol: str, input_view: str | int | None, num_
 
 
 def list_objects(data_dir: str | Path, limit: int | None = None) -> list[EvalObject]:
-    """Object folders under ``data_dir`` (sorted by name; ``data_dir`` itself if it is one), first ``limit``."""
+    """Object folders under ``data_dir`` (sorted by name; ``data_dir`` itself if it is one), first ``limit``.
+
+    A ``meta.json`` beside the object folders (written by ``zero1to3 render``) marks the ``--orbit`` views
+    as :attr:`EvalObject.extra_views`.
+    """
     root = Path(data_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root}")
-    own = _read_object(root)
+    own = _read_object(root, _extra_view_names(root.parent))
     if own is not None:
         objects = [own]
     else:
-        objects = [o for o in (_read_object(p) for p in sorted(root.iterdir()) if p.is_dir()) if o is not None]
+        extra = _extra_view_names(root)
+        objects = [o for o in (_read_object(p, extra) for p in sorted(root.iterdir()) if p.is_dir())
+                   if o is not None]
     if not objects:
         raise ProtocolError(f"no object folders with NNN.png + NNN.npy views under {root}")
     return objects[:limit] if limit is not None else objects
@@ -183,7 +222,8 @@ def select_views(obj: EvalObject, protocol: str = "random", input_view: str | in
     """Choose the input view and target views of ``obj`` for ``protocol``.
 
     * ``random``: input = ``input_view`` or a random view; targets = ``num_targets`` random other views
-      (all others by default), as in the paper.
+      (all others by default), as in the paper. Orbit views (:attr:`EvalObject.extra_views`) are neither
+      drawn as input nor as targets: they are not from the reference camera distribution.
     * ``orbit16``: targets = the 16 views of the elevation-30 orbit, minus the input view if it is one of
       them; input = ``input_view`` or the first orbit view (lowest file name).
     """
@@ -191,8 +231,9 @@ def select_views(obj: EvalObject, protocol: str = "random", input_view: str | in
         raise ProtocolError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     rng = np.random.default_rng(object_seed(seed, obj.name))
     if protocol == "random":
-        inp = _match_view(obj, input_view) if input_view is not None else str(rng.choice(obj.views))
-        pool = [v for v in obj.views if v != inp]
+        reference = [v for v in obj.views if v not in obj.extra_views]
+        inp = _match_view(obj, input_view) if input_view is not None else str(rng.choice(reference))
+        pool = [v for v in reference if v != inp]
         if not pool:
             raise ProtocolError(f"object {obj.name}: needs at least two views")
     else:
@@ -206,3 +247,27 @@ def select_views(obj: EvalObject, protocol: str = "random", input_view: str | in
         pool = [v for i, v in enumerate(pool) if i in keep]
     rel = [relative_pose(obj.poses[t], obj.poses[inp]) for t in pool]
     return ViewTask(obj, inp, pool, rel)
+
+
+def find_side_views(obj: EvalObject, elevation_deg: float = ORBIT_ELEVATION_DEG,
+                    tol_deg: float = ORBIT_TOLERANCE_DEG) -> tuple[str, str, str] | None:
+    """(input, +90, -90): the view at ``elevation_deg`` nearest azimuth 0 that has partners at +-90 deg azimuth.
+
+    Serves the orbit side check (docs/evaluation.md); ``zero1to3 render --orbit 4 --orbit-elevation 30``
+    renders such views (azimuth 0, 90, 180, 270; so does ``--orbit 16``). None when the object has none.
+    """
+    ring: list[tuple[float, str]] = []
+    for v in obj.views:
+        polar, azimuth, _ = spherical_of_camera(obj.poses[v])
+        if abs((90.0 - math.degrees(polar)) - elevation_deg) <= tol_deg:
+            ring.append((math.degrees(azimuth) % 360.0, v))
+
+    def gap(a: float, b: float) -> float:
+        return abs((a - b + 180.0) % 360.0 - 180.0)
+
+    for start, view in sorted(ring, key=lambda av: (gap(av[0], 0.0), av[1])):
+        plus = [v for a, v in ring if gap(a, start + 90.0) <= tol_deg]
+        minus = [v for a, v in ring if gap(a, start - 90.0) <= tol_deg]
+        if plus and minus:
+            return view, plus[0], minus[0]
+    return None

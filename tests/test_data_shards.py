@@ -1,0 +1,104 @@
+"""The compact shard form decodes to the views of the PNG layout (within JPEG error), losslessly for
+alpha and poses, and the trainer reads it directly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zero1to3.data.dataset import load_views_array
+from zero1to3.data.shards import (SHARD_INDEX, ViewSet, is_shard_folder, pack_render_folder, read_render_folder,
+                                  read_shards, write_shards)
+from zero1to3.data.writer import render_dataset
+from zero1to3.training import load_training_arrays
+
+SIZE, VIEWS = 32, 4
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("renders")
+    render_dataset(root, 3, num_views=VIEWS, resolution=SIZE, seed=3, progress=False)
+    return root
+
+
+def test_shards_decode_to_the_png_views(rendered: Path, tmp_path: Path) -> None:
+    index = pack_render_folder(rendered, tmp_path / "sh", SIZE, quality=95)
+    assert is_shard_folder(tmp_path / "sh") and index["objects"] == 3 and index["views"] == VIEWS
+    views = read_shards(tmp_path / "sh")
+    images, poses, names = load_views_array(rendered, SIZE, cache=False)
+    assert views.names == names
+    np.testing.assert_array_equal(views.poses, poses)
+    error = np.abs(views.images.astype(np.int16) - images)
+    assert error.mean() < 1.5 and error.max() < 64  # JPEG at quality 95, 4:4:4
+    # alpha is lossless: the PNG render's alpha resized with the same filter
+    with Image.open(rendered / names[1] / "002.png") as im:
+        assert im.size == (SIZE, SIZE)
+        np.testing.assert_array_equal(views.alpha[1, 2], np.array(im.getchannel("A")))
+    # the colour of a pixel the object covers is close to the render's
+    assert (views.alpha > 0).any() and (views.alpha == 0).any()
+
+
+def test_shards_split_by_size_and_keep_order(rendered: Path, tmp_path: Path) -> None:
+    views, skipped = read_render_folder(rendered, SIZE)
+    assert skipped == {}
+    index = write_shards(views, tmp_path / "sh", max_shard_bytes=1)  # one object per shard
+    assert [s["objects"] for s in index["shards"]] == [1, 1, 1]
+    again = read_shards(tmp_path / "sh")
+    assert again.names == views.names
+    np.testing.assert_array_equal(again.alpha, views.alpha)
+    assert json.loads((tmp_path / "sh" / SHARD_INDEX).read_text())["bytes_per_object"] > 0
+
+
+def test_trainer_reads_shards_directly(rendered: Path, tmp_path: Path) -> None:
+    pack_render_folder(rendered, tmp_path / "sh", SIZE)
+    images, poses, names = load_training_arrays(str(tmp_path / "sh"), SIZE)
+    assert images.shape == (3, VIEWS, SIZE, SIZE, 3) and poses.shape == (3, VIEWS, 3, 4) and len(names) == 3
+    with pytest.raises(ValueError, match="32 px"):
+        load_training_arrays(str(tmp_path / "sh"), 64)
+
+
+def test_broken_objects_are_reported_not_raised(rendered: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(rendered, copy)
+    bad = sorted(p for p in copy.iterdir() if p.is_dir())[0]
+    (bad / "001.png").write_bytes(b"not a png")
+    views, skipped = read_render_folder(copy, SIZE)
+    assert list(skipped) == [bad.name] and len(views.names) == 2
+
+
+def test_view_set_checks_shapes_and_width_multiple_of_8(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="inconsistent"):
+        ViewSet(np.zeros((1, 2, 8, 8, 3), np.uint8), np.zeros((1, 2, 8, 8), np.uint8),
+                np.zeros((2, 2, 3, 4), np.float32), ["a"])
+    odd = ViewSet(np.zeros((1, 2, 12, 12, 3), np.uint8), np.zeros((1, 2, 12, 12), np.uint8),
+                  np.zeros((1, 2, 3, 4), np.float32), ["a"])
+    with pytest.raises(ValueError, match="multiple of 8"):
+        write_shards(odd, tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a shard folder"):
+        read_shards(tmp_path)
+
+
+def test_unpack_gives_back_the_views(rendered: Path, tmp_path: Path) -> None:
+    from zero1to3.data.shards import unpack_shards
+
+    pack_render_folder(rendered, tmp_path / "sh", SIZE)
+    packed = read_shards(tmp_path / "sh")
+    assert unpack_shards(tmp_path / "sh", tmp_path / "png") == 3
+    assert json.loads((tmp_path / "png" / "meta.json").read_text()) == json.loads((rendered / "meta.json").read_text())
+    images, poses, names = load_views_array(tmp_path / "png", SIZE, cache=False)
+    assert names == packed.names
+    np.testing.assert_array_equal(poses, packed.poses)
+    # where the object covers a pixel fully, the stored colour comes back exactly (up to rounding);
+    # under alpha 0 the unpacked view is white, as the render was (JPEG ringing there is dropped)
+    opaque = packed.alpha == 255
+    assert np.abs(images.astype(np.int16) - packed.images)[opaque].max() <= 1
+    assert (images[packed.alpha == 0] == 255).all()
+    original, _, _ = load_views_array(rendered, SIZE, cache=False)
+    assert np.abs(images.astype(np.int16) - original).mean() < 1.5
