@@ -49,7 +49,12 @@ class ResultStore:
                 diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
                 raise ResumeMismatch(f"{self.out_dir} holds results of another configuration (differs in: "
                                      f"{', '.join(diff)}); use another output folder or --overwrite")
-        write_json_atomic(cfg_path, config)
+        try:
+            current = json.loads(cfg_path.read_text()) if cfg_path.is_file() else None
+        except ValueError:
+            current = None
+        if current != config:  # written only when new or changed
+            write_json_atomic(cfg_path, config)
         self.records: dict[str, dict[str, Any]] = {}
         if self.path.is_file():
             self._load()
