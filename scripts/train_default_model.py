@@ -41,11 +41,11 @@ def log(out: Path, message: str) -> None:
 
 
 def render_phase(args, work: Path, out: Path) -> None:
-    from zero1to3.data.writer import render_dataset
-
     jobs = [("train", args.objects, 12, 0, False)] if args.objects else []
     if not args.val_data:
         jobs.append(("heldout", args.heldout, 13, 987654, True))
+    if jobs:  # the renderer needs trimesh and moderngl, which a shards-only machine may lack
+        from zero1to3.data.writer import render_dataset
     for name, count, views, seed, mesh in jobs:
         folder = work / name
         if (folder / "meta.json").is_file() and len(list(folder.glob("proc_*"))) >= count:

@@ -1,23 +1,29 @@
 """Input preprocessing like the reference demo: object crop, rescale, composite on white.
 
 The model was trained on renders of a centred object on white, so a photo must be brought to that form:
-RGBA images use their alpha; an RGB photo on a plain light background gets a foreground estimate
-(pixels that differ from the border colour); then the object is cropped, scaled so its longest side is
-``foreground_ratio`` of the frame (reference: 200 of 256 px) and pasted on white.
+RGBA images use their alpha; an RGB photo on a plain background gets a foreground estimate (pixels
+that differ from the border colour); an RGB photo on any other background is cut out by the package's
+own segmenter (``zero1to3.segmentation``), with a warning when it is unsure; then the object is
+cropped, scaled so its longest side is ``foreground_ratio`` of the frame (reference: 200 of 256 px) and
+pasted on white.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
 from zero1to3.inputs import ImageInputError, check_image_array, check_pixel_count, normalise_mode, open_image
+
+if TYPE_CHECKING:
+    from zero1to3.segmentation import SegmenterConfig
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 
@@ -33,6 +39,17 @@ class PreprocessConfig:
     background_threshold: float = 24.0
     #: Alpha below this (0-255) is treated as background when cropping.
     alpha_threshold: int = 16
+    #: The background is plain when at least this share of border pixels is within
+    #: ``background_threshold`` of the border's median colour; otherwise the segmenter cuts the object out.
+    plain_border_share: float = 0.9
+    #: False: use the border-colour estimate on every RGB image (the behaviour before the segmenter).
+    segment_busy_backgrounds: bool = True
+    #: Segmenter settings (weights folder, threshold, confidence floor); None = its defaults.
+    segmenter: "SegmenterConfig | None" = None
+
+
+class SegmentationWarning(UserWarning):
+    """The segmenter's cut-out of a photo may be wrong: look at the preprocessed input."""
 
 
 def load_image(image: ImageInput) -> Image.Image:
@@ -59,6 +76,42 @@ def load_image(image: ImageInput) -> Image.Image:
     return normalise_mode(image)
 
 
+def _border_distance(rgb: np.ndarray) -> np.ndarray:
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
+    return np.abs(border - np.median(border, axis=0)).max(axis=-1)
+
+
+def has_transparency(image: Image.Image) -> bool:
+    return image.mode == "RGBA" and int(np.asarray(image)[..., 3].min()) < 255
+
+
+def is_plain_background(image: Image.Image, config: PreprocessConfig = PreprocessConfig()) -> bool:
+    """True when nearly all of the border has one colour (a studio or paper background)."""
+    distance = _border_distance(np.asarray(image.convert("RGB")))
+    return float((distance <= config.background_threshold).mean()) >= config.plain_border_share
+
+
+def segment_object(image: Image.Image, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
+    """Object alpha float32 [H, W] in [0, 1] from the segmenter; warns (one line) when it is unsure.
+
+    When it finds no object at all, the whole image is used (the behaviour without a segmenter).
+    """
+    from zero1to3.segmentation import SegmenterConfig, segment
+
+    seg_config = config.segmenter or SegmenterConfig()
+    result = segment(np.asarray(image.convert("RGB")), seg_config)
+    if result.mask.sum() < 4:
+        warnings.warn("zero1to3 preprocess: the foreground segmenter found no object on this busy background; "
+                      "using the whole image (give an RGBA image with a transparent background for a clean cut-out)",
+                      SegmentationWarning, stacklevel=3)
+        return np.ones(result.mask.shape, np.float32)
+    if result.confidence < seg_config.min_confidence:
+        warnings.warn(f"zero1to3 preprocess: the foreground segmenter is unsure of the object (confidence "
+                      f"{result.confidence:.2f} < {seg_config.min_confidence:.2f}); check the preprocessed "
+                      "input, or give an RGBA image with a transparent background", SegmentationWarning, stacklevel=3)
+    return result.alpha
+
+
 def foreground_mask(image: Image.Image, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
     """Boolean object mask: the alpha channel if it has any transparency, else a border-colour estimate."""
     array = np.asarray(image)
@@ -79,12 +132,20 @@ def preprocess_image(image: ImageInput, config: PreprocessConfig = PreprocessCon
     if not 0.05 <= config.foreground_ratio <= 1.0:
         raise ImageInputError(f"foreground_ratio must be in [0.05, 1], got {config.foreground_ratio}")
     img = load_image(image)
-    mask = foreground_mask(img, config)
+    alpha = None
+    if (config.segment_busy_backgrounds and not has_transparency(img)
+            and not is_plain_background(img, config)):
+        alpha = segment_object(img, config)
+        mask = alpha >= 0.5
+    else:
+        mask = foreground_mask(img, config)
     if mask.sum() < 4:
         raise ImageInputError("no object found in the image (it looks like plain background); "
                               "give an RGBA image with a transparent background or a photo on a plain light background")
     rgba = np.asarray(img.convert("RGBA")).copy()
-    if img.mode != "RGBA" or np.asarray(img)[..., 3].min() == 255:
+    if alpha is not None:
+        rgba[..., 3] = np.round(np.clip(alpha, 0.0, 1.0) * 255).astype(np.uint8)
+    elif img.mode != "RGBA" or np.asarray(img)[..., 3].min() == 255:
         rgba[..., 3] = np.where(mask, 255, 0).astype(np.uint8)
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
