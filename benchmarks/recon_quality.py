@@ -81,7 +81,7 @@ def check_alignment(mesh: trimesh.Trimesh, aligned: trimesh.Trimesh, pose: np.nd
                     radius: float) -> float:
     """Max reprojection difference (px at 64 px) between the real input view and the aligned frame's."""
     from zero1to3.recon.baseline import project
-    from zero1to3.recon.views import camera_at
+    from zero1to3.camera import camera_at
 
     a, _ = project(np.asarray(mesh.vertices), np.asarray(pose, np.float64), 64, 49.1)
     b, _ = project(np.asarray(aligned.vertices), camera_at(elev, 0.0, radius), 64, 49.1)

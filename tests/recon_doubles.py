@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zero1to3.recon.field import VoxelField
-from zero1to3.recon.views import camera_at
+from zero1to3.camera import camera_at
 
 
 def scaled_linear_alphas_cumprod(num_steps: int = 1000) -> torch.Tensor:

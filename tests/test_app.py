@@ -10,6 +10,7 @@ import pytest
 
 from zero1to3 import app
 from zero1to3.camera import RelativePose, cartesian_to_spherical, look_at
+from zero1to3.pipeline import denoiser_steps
 from zero1to3.preprocess import ImageInputError
 
 
@@ -136,7 +137,7 @@ def test_sample_views_matches_pipeline_call(tiny_pipe, scheduler: str) -> None:
     want = tiny_pipe(image, poses, **kwargs).array
     assert got.shape == want.shape == (2, 2, 64, 64, 3)
     np.testing.assert_array_equal(got, want)
-    total = app.sampler_steps(4, scheduler)
+    total = denoiser_steps(4, scheduler)
     assert steps == [(i, total) for i in range(1, total + 1)]
 
 

@@ -112,3 +112,46 @@ def test_bad_matrix_shape():
         cam.camera_center(np.eye(2))
     with pytest.raises(cam.CameraError, match="NaN"):
         cam.camera_center(np.full((3, 4), np.nan))
+
+
+def test_batched_camera_math_equals_one_camera_at_a_time_in_numpy_and_torch():
+    """The one definition of C = -R^T t, spherical coordinates and T, batched, on numpy and torch alike."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    poses = cam.sample_reference_cameras(rng, 12).reshape(3, 4, 3, 4)
+    centres = cam.camera_center(poses)
+    assert centres.shape == (3, 4, 3)
+    for i in range(3):
+        for j in range(4):
+            rt = poses[i, j]
+            np.testing.assert_allclose(centres[i, j], -rt[:, :3].T @ rt[:, 3], atol=1e-12)
+    np.testing.assert_allclose(cam.camera_center(torch.from_numpy(poses)).numpy(), centres, atol=1e-12)
+    sph = cam.spherical_of_camera(poses)
+    assert sph.shape == (3, 4, 3)
+    np.testing.assert_allclose(sph[1, 2], cam.spherical_of_camera(poses[1, 2]), atol=1e-12)
+    vectors = cam.relative_pose_vectors(poses[:, :, None], poses[:, None, :])  # every ordered pair
+    assert vectors.shape == (3, 4, 4, 4)
+    for i, a, b in ((0, 1, 2), (2, 3, 0), (1, 0, 3)):
+        np.testing.assert_allclose(vectors[i, a, b], cam.relative_pose(poses[i, a], poses[i, b]).vector(), atol=1e-6)
+    on_torch = cam.relative_pose_vectors(torch.from_numpy(poses[:, :, None]), torch.from_numpy(poses[:, None, :]))
+    assert torch.is_tensor(on_torch)
+    np.testing.assert_allclose(on_torch.numpy(), vectors, atol=1e-12)
+
+
+def test_camera_at_batched_and_at_the_poles():
+    elevations = np.array([90.0, -90.0, 30.0, 0.0])
+    azimuths = np.array([0.0, 45.0, 120.0, 270.0])
+    poses = cam.camera_at(elevations, azimuths, 2.0)
+    assert poses.shape == (4, 3, 4)
+    for k in range(4):
+        np.testing.assert_allclose(poses[k], cam.camera_at(elevations[k], azimuths[k], 2.0), atol=1e-12)
+        rotation = poses[k, :, :3]
+        np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)
+        polar, azimuth, radius = cam.spherical_of_camera(poses[k])
+        assert 90 - math.degrees(polar) == pytest.approx(elevations[k]) and radius == pytest.approx(2.0)
+    # an orbit by camera_at matches the relative orbit the model is asked for
+    ring = cam.camera_at(30.0, np.arange(4) * 90.0, 2.0)
+    rel = cam.orbit(4, elevation_deg=30.0, input_elevation_deg=30.0)
+    for k in range(4):
+        np.testing.assert_allclose(cam.relative_pose(ring[k], ring[0]).vector(), rel[k].vector(), atol=1e-6)

@@ -4,18 +4,17 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import PEER_KIT as KIT
 
 from zero1to3.camera import RelativePose
 from zero1to3.checkpoint import CheckpointError, read_state_dict
 from zero1to3.pipeline import Zero123Pipeline
 
-KIT = Path(__file__).resolve().parents[2] / "shared" / "peer-kit"
-needs_kit = pytest.mark.skipif(not (KIT / "tiny.ckpt").is_file(), reason=f"peer kit not found at {KIT}")
+needs_kit = pytest.mark.usefixtures("peer_kit")  # fails under CI, skips elsewhere, when the kit is missing
 
 
 @pytest.fixture(scope="module")

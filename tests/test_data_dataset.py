@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import trimesh
 from PIL import Image
 
-from zero1to3.camera import RelativePose, camera_center
+from zero1to3.camera import RelativePose, camera_center, relative_pose_vectors
 from zero1to3.cli import main
-from zero1to3.data.dataset import (ArrayPairDataset, ObjectViewDataset, composite_on_white, load_views_array,
-                                   split_of)
+from zero1to3.data.dataset import list_objects, load_views_array, split_of
+from zero1to3.preprocess import composite_on_white
 from zero1to3.data.writer import render_dataset
+from zero1to3.evaluation.views import load_rgb
 
 pytest.importorskip("moderngl")
 
@@ -68,41 +68,30 @@ def test_same_seed_same_renders(rendered: Path, tmp_path: Path) -> None:
     assert again.rendered == [] and sorted(again.existing) == ["proc_000000", "proc_000001"]  # resumable
 
 
-def test_items_pose_vector_and_white_background(rendered: Path) -> None:
-    ds = ObjectViewDataset(rendered, split="all", image_size=16)
-    assert len(ds) == 3 and ds.skipped == {}
-    torch.manual_seed(0)
-    for k in range(12):
-        item = ds[k % 3]
-        assert item["target"].shape == item["cond"].shape == (3, 16, 16)
-        assert item["target"].min() >= -1 and item["target"].max() <= 1
-        assert item["target_index"] != item["cond_index"]
-        assert torch.all(item["cond"][:, 0, 0] == 1.0)  # transparent corner -> white
-        folder = rendered / item["object"]
-        t_rt = np.load(folder / f"{item['target_index']:03d}.npy").astype(np.float64)
-        c_rt = np.load(folder / f"{item['cond_index']:03d}.npy").astype(np.float64)
-        (tp, ta, tr), (cp, ca, cr) = _spherical_by_hand(t_rt), _spherical_by_hand(c_rt)
-        expected = RelativePose(tp - cp, ta - ca, tr - cr).vector()
-        assert item["pose"].dtype == torch.float32
-        np.testing.assert_allclose(item["pose"].numpy(), expected, atol=1e-6)
-        np.testing.assert_allclose(item["pose"].numpy(), [tp - cp, math.sin(ta - ca), math.cos(ta - ca), tr - cr],
+def test_views_on_white_and_pose_vectors_by_hand(rendered: Path) -> None:
+    images, poses, names = load_views_array(rendered, 16, cache=False)
+    assert names == ["proc_000000", "proc_000001", "proc_000002"] and images.shape == (3, VIEWS, 16, 16, 3)
+    assert np.all(images[:, :, 0, 0] == 255)  # transparent corner -> white
+    vectors = relative_pose_vectors(poses[:, :, None], poses[:, None, :])  # [N, V, V, 4]: every ordered pair
+    for o, a, b in ((0, 1, 0), (1, 3, 2), (2, 0, 3)):
+        (tp, ta, tr), (cp, ca, cr) = _spherical_by_hand(poses[o, a]), _spherical_by_hand(poses[o, b])
+        np.testing.assert_allclose(vectors[o, a, b], [tp - cp, math.sin(ta - ca), math.cos(ta - ca), tr - cr],
                                    atol=1e-6)
-    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=3)))
-    assert batch["target"].shape == (3, 3, 16, 16) and batch["pose"].shape == (3, 4)
+        np.testing.assert_allclose(vectors[o, a, b], RelativePose(tp - cp, ta - ca, tr - cr).vector(), atol=1e-6)
 
 
 def test_composite_on_white_blends_by_alpha() -> None:
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., 0] = 255
     rgba[0, 0, 3], rgba[0, 1, 3], rgba[0, 2, 3] = 0, 255, 128
-    out = composite_on_white(Image.fromarray(rgba, "RGBA"))
+    out = np.asarray(composite_on_white(Image.fromarray(rgba, "RGBA")))
     np.testing.assert_array_equal(out[0, 0], (255, 255, 255))
     np.testing.assert_array_equal(out[0, 1], (255, 0, 0))
     assert abs(int(out[0, 2, 1]) - 127) <= 1 and out[0, 2, 0] == 255
-    assert composite_on_white(Image.fromarray(rgba, "RGBA"), 2).shape == (2, 2, 3)
+    assert composite_on_white(Image.fromarray(rgba, "RGBA"), 2).size == (2, 2)
 
 
-def test_bad_views_are_skipped_and_reported_once(rendered: Path, tmp_path: Path, caplog) -> None:
+def test_bad_views_are_skipped_and_reported(rendered: Path, tmp_path: Path, caplog) -> None:
     root = tmp_path / "broken"
     shutil.copytree(rendered, root)
     (root / "proc_000000" / "001.png").write_bytes(b"not a png")  # corrupt image
@@ -110,40 +99,23 @@ def test_bad_views_are_skipped_and_reported_once(rendered: Path, tmp_path: Path,
     for i in range(1, VIEWS):                                       # object left with one view
         (root / "proc_000002" / f"{i:03d}.png").unlink()
     with caplog.at_level(logging.WARNING, logger="zero1to3.data.dataset"):
-        ds = ObjectViewDataset(root, split="all", image_size=8)
-        assert ds.objects == ["proc_000000", "proc_000001"]
-        assert "proc_000002" in ds.skipped and "proc_000001" in ds.skipped
-        torch.manual_seed(0)
-        for _ in range(60):  # a few epochs; never raises
-            for k in range(len(ds)):
-                item = ds[k]
-                assert 1 not in (item["target_index"], item["cond_index"]) or item["object"] != "proc_000000"
-    assert "001" in ds.skipped["proc_000000"]
-    corrupt_logs = [r for r in caplog.records if "proc_000000" in r.getMessage()]
-    assert len(corrupt_logs) == 1
-    images, poses, names = load_views_array(root, 8, num_views=3, cache=False)
+        images, poses, names = load_views_array(root, 8, num_views=3, cache=False)
     assert names == ["proc_000001"]  # proc_000000 has an unreadable view, proc_000002 too few views
     assert images.shape == (1, 3, 8, 8, 3) and poses.shape == (1, 3, 3, 4)
+    assert len([r for r in caplog.records if "proc_000000" in r.getMessage()]) == 1
     assert load_views_array(root, 8, cache=False)[0].shape[:2] == (0, VIEWS)  # most common count: 4
 
 
 def test_split_by_object_is_deterministic_and_disjoint(tmp_path: Path) -> None:
     names = [f"obj{i:03d}" for i in range(60)]
     for name in names:
-        folder = tmp_path / name
-        folder.mkdir()
-        for v in range(2):
-            Image.new("RGBA", (4, 4)).save(folder / f"{v:03d}.png")
-            np.save(folder / f"{v:03d}.npy", np.eye(4, dtype=np.float32)[:3] + np.array([0, 0, 0, -2], np.float32))
-    train = ObjectViewDataset(tmp_path, "train", val_fraction=0.3)
-    val = ObjectViewDataset(tmp_path, "val", val_fraction=0.3)
-    assert set(train.objects).isdisjoint(val.objects) and sorted(train.objects + val.objects) == names
+        (tmp_path / name).mkdir()
+    train = list_objects(tmp_path, "train", val_fraction=0.3)
+    val = list_objects(tmp_path, "val", val_fraction=0.3)
+    assert set(train).isdisjoint(val) and sorted(train + val) == names
     assert 5 <= len(val) <= 30
-    assert [split_of(n, 0.3) for n in names] == [split_of(n, 0.3) for n in names]
-    assert val.objects == ObjectViewDataset(tmp_path, "val", val_fraction=0.3).objects
-    assert val[0]["object"] == val.objects[0]
-    v0, v1 = val[3], val[3]
-    assert (v0["target_index"], v0["cond_index"]) == (v1["target_index"], v1["cond_index"])  # fixed val pairs
+    assert val == [n for n in names if split_of(n, 0.3) == "val"]
+    assert list_objects(tmp_path, "all") == names
 
 
 def test_views_array_cache_written_by_concurrent_loaders(rendered: Path, monkeypatch) -> None:
@@ -170,36 +142,20 @@ def test_views_array_cache_written_by_concurrent_loaders(rendered: Path, monkeyp
     np.testing.assert_array_equal(load_views_array(rendered, 12, cache_dir=cache)[0], results[0][0])
 
 
-def test_views_array_cache_and_array_pairs(rendered: Path) -> None:
+def test_views_array_cache_matches_the_pngs(rendered: Path) -> None:
     cache = rendered.parent / "cache_pairs"
     images, poses, names = load_views_array(rendered, 16, cache_dir=cache)
     assert images.shape == (3, VIEWS, 16, 16, 3) and images.dtype == np.uint8
     assert poses.shape == (3, VIEWS, 3, 4) and poses.dtype == np.float32
     assert len(list(cache.glob("views_16_*.npz"))) == 1 and not list(rendered.glob("*.npz"))
     np.testing.assert_array_equal(poses[1, 2], np.load(rendered / names[1] / "002.npy"))
-    disk = ObjectViewDataset(rendered, "all", image_size=16)._load(1, 2)[0]
-    np.testing.assert_array_equal(images[1, 2], disk)
+    with Image.open(rendered / names[1] / "002.png") as png:
+        np.testing.assert_array_equal(images[1, 2], np.asarray(composite_on_white(png.convert("RGBA"), 16)))
+    # evaluation reads targets with the same framing and filter as training
+    np.testing.assert_array_equal(images[1, 2], load_rgb(rendered / names[1] / "002.png", 16))
     again = load_views_array(rendered, 16, cache_dir=cache)
     np.testing.assert_array_equal(again[0], images)
     assert again[2] == names
-    ds = ArrayPairDataset(images, poses, names)
-    torch.manual_seed(1)
-    for k in range(6):
-        item = ds[k % 3]
-        a, b = item["target_index"], item["cond_index"]
-        assert a != b
-        from zero1to3.camera import relative_pose
-
-        expected = relative_pose(poses[k % 3, a], poses[k % 3, b]).vector()
-        np.testing.assert_allclose(item["pose"].numpy(), expected, atol=1e-6)
-        np.testing.assert_array_equal(((item["target"] + 1) * 127.5).round().byte().permute(1, 2, 0).numpy(),
-                                      images[k % 3, a])
-    batch = ds.sample_batch(32, generator=torch.Generator().manual_seed(0))
-    assert batch["target"].shape == (32, 3, 16, 16) and batch["pose"].shape == (32, 4)
-    assert torch.all(batch["target_index"] != batch["cond_index"])
-    i = 5
-    o, a, b = int(batch["object_index"][i]), int(batch["target_index"][i]), int(batch["cond_index"][i])
-    np.testing.assert_allclose(batch["pose"][i].numpy(), relative_pose(poses[o, a], poses[o, b]).vector(), atol=1e-6)
 
 
 def test_mesh_files_and_failures_do_not_stop_a_run(tmp_path: Path) -> None:

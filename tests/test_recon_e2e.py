@@ -16,7 +16,8 @@ from recon_doubles import FakePipeline, OraclePipeline
 from zero1to3.recon.field import VoxelField
 from zero1to3.recon.metrics import evaluate_mesh
 from zero1to3.recon.reconstruct import reconstruct
-from zero1to3.recon.views import camera_at, prepare_reference
+from zero1to3.camera import camera_at
+from zero1to3.recon.views import prepare_reference
 
 TINY = dict(steps=10, batch_size=2, grid_resolutions=(24, 32), render_resolutions=(24, 32),
             milestones=(0.0, 0.5), occupancy_every=4)

@@ -13,7 +13,8 @@ from recon_doubles import FakePipeline, OraclePipeline
 from zero1to3.recon.field import VoxelField
 from zero1to3.recon.losses import (near_view_loss, opacity_entropy_loss, reference_losses, sample_timestep,
                                    sds_loss, sparsity_loss, timestep_range)
-from zero1to3.recon.views import camera_at, pose_vector
+from zero1to3.camera import camera_at
+from zero1to3.recon.views import pose_vector
 
 
 def test_timestep_window_anneals_as_spec_scaled_to_steps() -> None:

@@ -232,9 +232,9 @@ def test_unreadable_and_bomb_images(capsys, tmp_path, command):
 
 
 def test_recon_bad_numbers(capsys, tmp_path, image):
-    for extra, needle in ((["--batch-size", "0"], "--batch-size"), (["--steps", "0"], "--steps"),
-                          (["--lr", "nan"], "lr"), (["--elevation", "100"], "--elevation"),
-                          (["--seed", "-1"], "--seed")):
+    for extra, needle in ((["--batch-size", "0"], "batch_size"), (["--steps", "0"], "steps"),
+                          (["--lr", "nan"], "lr"), (["--elevation", "100"], "elevation_deg"),
+                          (["--seed", "-1"], "seed"), (["--preview-every", "0"], "--preview-every")):
         code, err = _run_cli(capsys, ["recon", str(image), "-o", str(tmp_path / "r"), "--device", "cpu"] + extra)
         _assert_one_line_error(code, err, needle)
     assert not (tmp_path / "r").exists()
@@ -301,7 +301,7 @@ def test_payloads_never_run_model_files(tmp_path, capsys, image):
 
 
 def test_payloads_never_run_data_files(tmp_path):
-    from zero1to3.data.dataset import ObjectViewDataset, load_views_array
+    from zero1to3.data.dataset import load_views_array
     from zero1to3.evaluation.views import list_objects
 
     marker = tmp_path / "pwned"
@@ -320,9 +320,6 @@ def test_payloads_never_run_data_files(tmp_path):
     objects = list_objects(data)
     bad = next(o for o in objects if o.name == "a")
     assert "001" not in bad.views and "001.npy" in bad.skipped["001"]
-    dataset = ObjectViewDataset(data, split="all", image_size=32)
-    for i in range(4):
-        dataset[i]
     # a cache file replaced by a pickle is ignored, not unpickled
     cache = next((tmp_path / "cache").glob("*.npz"))
     _plant(cache, marker)

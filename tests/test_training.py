@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from zero1to3.camera import relative_pose, sample_reference_cameras
-from zero1to3.training import (PairBatcher, TrainConfig, Trainer, cfg_dropout_masks, latest_checkpoint, mix_seed)
+from zero1to3.seeding import mix_seed
+from zero1to3.training import PairBatcher, TrainConfig, Trainer, cfg_dropout_masks, latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from zero1to3.camera import REFERENCE_FOV_DEG, RelativePose, look_at, spherical_to_cartesian
+from zero1to3.camera import REFERENCE_FOV_DEG, RelativePose, camera_position, look_at, orbit, spherical_to_cartesian
 from zero1to3.inputs import MAX_SEED, InputRangeError, check_range
+from zero1to3.pipeline import denoiser_steps
 from zero1to3.preprocess import DEFAULT_FOREGROUND_RATIO, ImageInputError, PreprocessConfig, preprocess_image
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -124,8 +125,8 @@ def camera_centers(polar: float, azimuth: float, radius: float, input_elevation:
     polar, azimuth, radius = clamp_pose(polar, azimuth, radius)
     input_polar = 90.0 - input_elevation
     target_polar = min(max(input_polar + polar, 0.0), 180.0)
-    inp = spherical_to_cartesian(math.radians(input_polar), 0.0, base_radius)
-    tgt = spherical_to_cartesian(math.radians(target_polar), math.radians(azimuth), base_radius + radius)
+    inp = camera_position(input_elevation, 0.0, base_radius)
+    tgt = camera_position(90.0 - target_polar, azimuth, base_radius + radius)
     return np.asarray(inp), np.asarray(tgt)
 
 
@@ -248,13 +249,6 @@ def preprocess_preview(image: Any, foreground_ratio: float = DEFAULT_FOREGROUND_
     return preprocess_image(image, PreprocessConfig(size=size, foreground_ratio=float(foreground_ratio)))
 
 
-def sampler_steps(num_inference_steps: int, scheduler: str) -> int:
-    """UNet evaluations a request runs (DDIM on the reference trajectory runs N-1 of N requested)."""
-    if scheduler == "ddim":
-        return max(num_inference_steps - 1, 1)
-    return num_inference_steps
-
-
 def sample_views(pipe: "Zero123Pipeline", image: Any, poses: Sequence[RelativePose], *, num_samples: int = 4,
                  guidance_scale: float = 3.0, num_inference_steps: int = 50, scheduler: str = "ddim",
                  seed: int = 0, foreground_ratio: float | None = None,
@@ -263,7 +257,7 @@ def sample_views(pipe: "Zero123Pipeline", image: Any, poses: Sequence[RelativePo
 
     The hook reports progress and may raise (e.g. :class:`JobCancelled`) to stop a job mid-sampling.
     """
-    total = sampler_steps(num_inference_steps, scheduler)
+    total = denoiser_steps(num_inference_steps, scheduler)
     callback = (lambda i, t, x, eps: on_step(i + 1, total)) if on_step is not None else None
     out = pipe(image, list(poses), num_samples=num_samples, guidance_scale=guidance_scale,
                num_inference_steps=num_inference_steps, scheduler=scheduler, eta=0.0, seed=int(seed),
@@ -280,9 +274,9 @@ def for_display(array: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
 
 
 def orbit_poses(polar: float, radius: float, views: int = ORBIT_VIEWS) -> list[RelativePose]:
-    """A full turn in azimuth at the current polar and radius change (a turntable of the object)."""
+    """A full turn in azimuth at the current (clamped) polar and radius change: a turntable of the object."""
     polar, _, radius = clamp_pose(polar, 0.0, radius)
-    return [RelativePose.from_degrees(polar, 360.0 * i / views, radius) for i in range(views)]
+    return orbit(views, elevation_deg=-polar, d_radius=radius)  # d_polar = input elevation (0) - elevation
 
 
 def write_gif(frames: Sequence[np.ndarray], path: Path, fps: float = 4.0) -> Path:

@@ -1,4 +1,7 @@
-"""Camera math of Zero-1-to-3 (numpy only; no torch).
+"""Camera math of Zero-1-to-3: the one home of every camera convention (numpy and torch, batched).
+
+This module never imports torch: the batched functions take numpy arrays or torch tensors and compute
+with the namespace of their input (a tensor's own ``torch``), so training can call them on the GPU.
 
 Conventions (SPEC §4), which decide whether official weights produce correct images:
 
@@ -15,8 +18,9 @@ Conventions (SPEC §4), which decide whether official weights produce correct im
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -37,6 +41,11 @@ def _finite(name: str, value: float) -> float:
     return value
 
 
+def _namespace(x: Any) -> Any:
+    """torch for a tensor (already imported by whoever made it), numpy for anything else."""
+    return sys.modules["torch"] if type(x).__module__.startswith("torch") else np
+
+
 def spherical_to_cartesian(polar: float | np.ndarray, azimuth: float | np.ndarray,
                            radius: float | np.ndarray) -> np.ndarray:
     """Point(s) on a sphere; angles in radians, polar from +Z. Returns [..., 3]."""
@@ -48,56 +57,76 @@ def spherical_to_cartesian(polar: float | np.ndarray, azimuth: float | np.ndarra
                      radius * np.cos(polar)], axis=-1)
 
 
-def cartesian_to_spherical(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(polar, azimuth, radius) of point(s) [..., 3]; the inverse of :func:`spherical_to_cartesian`."""
-    xyz = np.asarray(xyz, np.float64)
+def camera_position(elevation_deg: Any, azimuth_deg: Any, radius: Any) -> np.ndarray:
+    """Camera centre(s) [..., 3] at elevation/azimuth (degrees) and distance: polar = 90 deg - elevation."""
+    return spherical_to_cartesian(np.radians(90.0 - np.asarray(elevation_deg, np.float64)),
+                                  np.radians(azimuth_deg), radius)
+
+
+def cartesian_to_spherical(xyz: Any) -> tuple[Any, Any, Any]:
+    """(polar, azimuth, radius) of point(s) [..., 3]; the inverse of :func:`spherical_to_cartesian`.
+
+    numpy input is computed in float64; a tensor keeps its dtype and device.
+    """
+    xp = _namespace(xyz)
+    if xp is np:
+        xyz = np.asarray(xyz, np.float64)
     if xyz.shape[-1] != 3:
-        raise CameraError(f"expected points of shape [..., 3], got {xyz.shape}")
+        raise CameraError(f"expected points of shape [..., 3], got {tuple(xyz.shape)}")
     x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
-    polar = np.arctan2(np.sqrt(x * x + y * y), z)
-    azimuth = np.arctan2(y, x)
-    radius = np.sqrt(x * x + y * y + z * z)
+    polar = xp.arctan2(xp.sqrt(x * x + y * y), z)
+    azimuth = xp.arctan2(y, x)
+    radius = xp.sqrt(x * x + y * y + z * z)
     return polar, azimuth, radius
 
 
-def _check_rt(matrix: np.ndarray) -> np.ndarray:
-    matrix = np.asarray(matrix, np.float64)
-    if matrix.shape not in ((3, 4), (4, 4)):
-        raise CameraError(f"expected a 3x4 or 4x4 camera matrix, got shape {matrix.shape}")
-    if not np.all(np.isfinite(matrix)):
+def _check_rt(matrix: Any) -> Any:
+    """[..., 3, 4] rotation|translation rows of world->camera matrices [..., 3|4, 4] (numpy: float64, finite)."""
+    xp = _namespace(matrix)
+    if xp is np:
+        matrix = np.asarray(matrix, np.float64)
+    if matrix.ndim < 2 or tuple(matrix.shape[-2:]) not in ((3, 4), (4, 4)):
+        raise CameraError(f"expected 3x4 or 4x4 camera matrices, got shape {tuple(matrix.shape)}")
+    if xp is np and not np.all(np.isfinite(matrix)):
         raise CameraError("camera matrix contains NaN or inf")
-    return matrix[:3]
+    return matrix[..., :3, :]
 
 
-def camera_center(world_to_camera: np.ndarray) -> np.ndarray:
-    """Centre of a world->camera [R|t] camera: C = -R^T t."""
+def camera_center(world_to_camera: Any) -> Any:
+    """Centre(s) [..., 3] of world->camera [R|t] camera(s) [..., 3, 4]: C = -R^T t."""
     rt = _check_rt(world_to_camera)
-    return -rt[:, :3].T @ rt[:, 3]
+    return -_namespace(rt).einsum("...ji,...j->...i", rt[..., :3], rt[..., 3])
 
 
-def look_at(position: Sequence[float], target: Sequence[float] = (0.0, 0.0, 0.0),
+def look_at(position: Any, target: Sequence[float] = (0.0, 0.0, 0.0),
             up: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
-    """World->camera [R|t] (3x4, Blender convention) of a camera at ``position`` looking at ``target``.
+    """World->camera [R|t] ([..., 3, 4], Blender convention) of camera(s) at ``position`` [..., 3] looking at
+    ``target``.
 
     The image's up direction is the projection of ``up``; at the poles, where ``up`` is parallel to the
     viewing direction, world +Y (or -Y) serves instead so the matrix stays a rotation.
     """
     position = np.asarray(position, np.float64)
     forward = np.asarray(target, np.float64) - position
-    norm = np.linalg.norm(forward)
-    if not np.isfinite(norm) or norm < 1e-12:
+    norm = np.linalg.norm(forward, axis=-1, keepdims=True)
+    if not np.all(np.isfinite(norm)) or np.any(norm < 1e-12):
         raise CameraError("camera position must differ from its target and be finite")
-    forward /= norm
-    up_vec = np.asarray(up, np.float64)
-    right = np.cross(forward, up_vec)
-    if np.linalg.norm(right) < 1e-9:
-        right = np.cross(forward, np.array([0.0, 1.0, 0.0]) * np.sign(forward[2] or 1.0))
-    right /= np.linalg.norm(right)
+    forward = forward / norm
+    right = np.cross(forward, np.broadcast_to(np.asarray(up, np.float64), forward.shape))
+    at_pole = np.linalg.norm(right, axis=-1, keepdims=True) < 1e-9
+    side = np.where(forward[..., 2:] < 0, -1.0, 1.0) * np.array([0.0, 1.0, 0.0])
+    right = np.where(at_pole, np.cross(forward, side), right)
+    right = right / np.linalg.norm(right, axis=-1, keepdims=True)
     cam_up = np.cross(right, forward)
     # Rows are the camera axes in world coordinates: x = right, y = up, z = -forward (Blender/OpenGL).
-    rotation = np.stack([right, cam_up, -forward])
-    translation = -rotation @ position
-    return np.concatenate([rotation, translation[:, None]], axis=1)
+    rotation = np.stack([right, cam_up, -forward], axis=-2)
+    translation = -np.einsum("...ij,...j->...i", rotation, position)
+    return np.concatenate([rotation, translation[..., None]], axis=-1)
+
+
+def camera_at(elevation_deg: Any, azimuth_deg: Any, radius: Any) -> np.ndarray:
+    """World->camera [R|t] ([..., 3, 4]) of camera(s) at elevation/azimuth (degrees)/distance looking at the origin."""
+    return look_at(camera_position(elevation_deg, azimuth_deg, radius))
 
 
 def camera_to_world_to_world_to_camera(camera_to_world: np.ndarray) -> np.ndarray:
@@ -107,10 +136,29 @@ def camera_to_world_to_world_to_camera(camera_to_world: np.ndarray) -> np.ndarra
     return np.concatenate([rotation, (-rotation @ c2w[:, 3])[:, None]], axis=1)
 
 
-def spherical_of_camera(world_to_camera: np.ndarray) -> tuple[float, float, float]:
-    """(polar, azimuth, radius) of a world->camera pose's centre, as the reference's ``cartesian_to_spherical``."""
+def spherical_of_camera(world_to_camera: Any) -> Any:
+    """(polar, azimuth, radius) [..., 3] of world->camera poses' centres, as the reference's ``cartesian_to_spherical``.
+
+    Batched over leading dimensions (numpy or torch); for one 3x4 camera, a tuple of three floats.
+    """
     polar, azimuth, radius = cartesian_to_spherical(camera_center(world_to_camera))
-    return float(polar), float(azimuth), float(radius)
+    if polar.ndim == 0:
+        return float(polar), float(azimuth), float(radius)
+    return _namespace(polar).stack([polar, azimuth, radius], -1)
+
+
+def conditioning_vector(change: Any) -> Any:
+    """Zero-1-to-3 pose vector(s) T = [d_polar, sin d_azimuth, cos d_azimuth, d_radius] [..., 4] of camera
+    change(s) ``change`` = [..., (d_polar, d_azimuth, d_radius)] (target minus input, radians): the one
+    definition of T (SPEC §4), for numpy and torch."""
+    xp = _namespace(change)
+    return xp.stack([change[..., 0], xp.sin(change[..., 1]), xp.cos(change[..., 1]), change[..., 2]], -1)
+
+
+def relative_pose_vectors(target_world_to_camera: Any, input_world_to_camera: Any) -> Any:
+    """T [..., 4] for batches of target and input world->camera poses (Blender convention)."""
+    return conditioning_vector(spherical_of_camera(target_world_to_camera)
+                               - spherical_of_camera(input_world_to_camera))
 
 
 @dataclass(frozen=True)
@@ -140,9 +188,8 @@ class RelativePose:
         return math.degrees(self.d_polar), math.degrees(self.d_azimuth), self.d_radius
 
     def vector(self) -> np.ndarray:
-        """Zero-1-to-3 conditioning vector T = [d_polar, sin d_azimuth, cos d_azimuth, d_radius]."""
-        return np.array([self.d_polar, math.sin(self.d_azimuth), math.cos(self.d_azimuth), self.d_radius],
-                        dtype=np.float32)
+        """Zero-1-to-3 conditioning vector T (:func:`conditioning_vector`), float32 [4]."""
+        return conditioning_vector(np.array([self.d_polar, self.d_azimuth, self.d_radius])).astype(np.float32)
 
     def stable_vector(self, input_polar: float) -> np.ndarray:
         """Stable Zero123 vector: the 4th entry is the input view's absolute polar angle (radians)."""
@@ -203,15 +250,15 @@ def sample_reference_cameras(rng: np.random.Generator, num_views: int,
     Direction: a uniform sample of the cube [-1, 1]^3, normalised (so not uniform on the sphere, as in
     the reference); radius uniform in ``radius_range``; looking at the origin with +Z up.
     """
-    poses = []
-    while len(poses) < num_views:
+    positions = []
+    while len(positions) < num_views:
         direction = rng.uniform(-1.0, 1.0, size=3)
         norm = np.linalg.norm(direction)
         if norm < 1e-3:
             continue
         radius = rng.uniform(*radius_range)
-        poses.append(look_at(direction / norm * radius))
-    return np.stack(poses)
+        positions.append(direction / norm * radius)
+    return look_at(np.stack(positions))
 
 
 def focal_length_pixels(image_size: int, fov_deg: float = REFERENCE_FOV_DEG) -> float:
@@ -232,6 +279,8 @@ def project_points(points: np.ndarray, world_to_camera: np.ndarray, image_size: 
                    fov_deg: float = REFERENCE_FOV_DEG) -> np.ndarray:
     """Pixel coordinates (x right, y down; [N, 2]) of world points seen by a Blender-convention camera."""
     rt = _check_rt(world_to_camera)
+    if rt.ndim != 2:
+        raise CameraError(f"expected one 3x4 camera, got shape {rt.shape}")
     cam = np.asarray(points, np.float64) @ rt[:, :3].T + rt[:, 3]
     focal = focal_length_pixels(image_size, fov_deg)
     depth = -cam[:, 2]

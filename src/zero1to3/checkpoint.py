@@ -1,4 +1,4 @@
-"""Original Lightning ``.ckpt`` checkpoints (the authors' layout) -> Zero123Pipeline, offline.
+"""Original Lightning ``.ckpt`` checkpoints (the authors' layout) -> the pipeline's modules, offline.
 
 Key layout (SPEC §6): ``model.diffusion_model.*`` (UNet, LDM names), ``model_ema.*`` (its EMA copy with
 the dots of the name removed), ``first_stage_model.*`` (VAE), ``cc_projection.weight/bias``, and
@@ -10,12 +10,17 @@ authors' demo samples with it.
 from __future__ import annotations
 
 import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+import yaml
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from diffusers.loaders import single_file_utils as sfu
+from safetensors.torch import load_file
+from transformers import CLIPVisionModelWithProjection
 
 from zero1to3.model import CameraProjection, build_image_encoder, build_scheduler, preset
 
@@ -48,8 +53,6 @@ def official_original_config(image_size: int = 256) -> dict[str, Any]:
 def read_original_config(path: str | os.PathLike | None) -> dict[str, Any]:
     if path is None:
         return official_original_config()
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"original config not found: {path} (expected the authors' .yaml)")
@@ -65,8 +68,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path))
         except Exception as exc:  # truncated or not safetensors: SafetensorError, OSError ...
@@ -152,19 +153,25 @@ def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], what: 
                               f"{(result.missing_keys or result.unexpected_keys)[0]})")
 
 
-def load_original_checkpoint(path: str | os.PathLike, *, image_encoder: str | os.PathLike | None = None,
-                             use_ema: bool = True, original_config: str | os.PathLike | None = None):
-    """A pipeline from the authors' ``.ckpt``: UNet (EMA copy by default), VAE, cc_projection, CLIP folder.
+@dataclass
+class OriginalComponents:
+    """The modules of an original checkpoint, ready for :class:`zero1to3.pipeline.Zero123Pipeline` to assemble."""
+
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    image_encoder: CLIPVisionModelWithProjection
+    camera_projection: CameraProjection
+    scheduler: DDIMScheduler
+
+
+def load_original_components(path: str | os.PathLike, *, image_encoder: str | os.PathLike | None = None,
+                             use_ema: bool = True, original_config: str | os.PathLike | None = None
+                             ) -> OriginalComponents:
+    """The modules of the authors' ``.ckpt``: UNet (EMA copy by default), VAE, cc_projection, CLIP folder.
 
     Without ``image_encoder`` a small random CLIP tower stands in and a warning says so: such a pipeline
     is only useful when CLIP embeddings are given directly (as in the peer kit).
     """
-    import warnings
-
-    from transformers import CLIPVisionModelWithProjection
-
-    from zero1to3.pipeline import Zero123Pipeline
-
     config = read_original_config(original_config)
     state = read_state_dict(path)
     if use_ema:
@@ -184,4 +191,4 @@ def load_original_checkpoint(path: str | os.PathLike, *, image_encoder: str | os
         model_config = preset("tiny")
         model_config.image_encoder.projection_dim = projection.config.in_channel - 4
         encoder = build_image_encoder(model_config)
-    return Zero123Pipeline(unet, vae, encoder, projection, build_scheduler())
+    return OriginalComponents(unet, vae, encoder, projection, build_scheduler())

@@ -33,7 +33,9 @@ from typing import Any, Callable, Literal
 
 import torch
 
+from zero1to3.camera import RelativePose
 from zero1to3.model import use_single_token_cross_attention, uses_single_token_cross_attention
+from zero1to3.protocols import Condition, FastPathHost
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ class _Captured:
 class FastDenoiser:
     """Caches one captured guided step per (batch, dtype, guided) for a pipeline and hands out step functions."""
 
-    def __init__(self, pipe, config: FastConfig) -> None:
+    def __init__(self, pipe: FastPathHost, config: FastConfig) -> None:
         if config.mode not in MODES + ("static",):
             raise ValueError(f"unknown fast-path mode {config.mode!r}; expected one of {', '.join(MODES)} or None")
         self.pipe = pipe
@@ -146,7 +148,7 @@ class FastDenoiser:
             use_single_token_cross_attention(pipe.unet, cfg.single_token_attention)
         self._unet_fn = pipe.unet
         if cfg.mode == "compile":
-            import torch._inductor.config as inductor
+            import torch._inductor.config as inductor  # lazy: inductor loads only when compiling
 
             inductor.conv_1x1_as_mm = cfg.inductor_tuning
             inductor.coordinate_descent_tuning = cfg.inductor_tuning
@@ -343,7 +345,7 @@ class FastDenoiser:
         return step
 
 
-def enable_fast_path(pipe, mode: str | None = "cuda_graph", **options: Any):
+def enable_fast_path(pipe: FastPathHost, mode: str | None = "cuda_graph", **options: Any):
     """Set the pipeline's fast path (see module doc); ``mode=None`` restores pure eager sampling."""
     old = getattr(pipe, "_fast_denoiser", None)
     if old is not None:
@@ -356,7 +358,7 @@ def enable_fast_path(pipe, mode: str | None = "cuda_graph", **options: Any):
     return pipe
 
 
-def _fast(pipe) -> FastDenoiser | None:
+def _fast(pipe: FastPathHost) -> FastDenoiser | None:
     """The pipeline's fast path, created on first use under "auto" (the default): CUDA graphs for a CUDA
     pipeline in inference mode; a UNet being trained (train mode or trainable weights) keeps the eager path
     so no graph pool is held during training."""
@@ -368,7 +370,7 @@ def _fast(pipe) -> FastDenoiser | None:
     return fast
 
 
-def encode_condition(pipe, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_condition(pipe: FastPathHost, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(CLIP context embedding, concat latent) of [B,3,H,W] input images, captured where the fast path is on."""
     def encode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cond = pipe.encode_condition(x)
@@ -378,7 +380,7 @@ def encode_condition(pipe, images: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return fast.call("encode", encode, images) if fast is not None else encode(images)
 
 
-def decode_latents(pipe, latents: torch.Tensor) -> torch.Tensor:
+def decode_latents(pipe: FastPathHost, latents: torch.Tensor) -> torch.Tensor:
     """VAE decoding of scaled latents, captured for batches up to ``codec_max_batch`` (larger batches keep
     the GPU busy without it, and a graph would pin their activation memory)."""
     fast = _fast(pipe)
@@ -387,7 +389,7 @@ def decode_latents(pipe, latents: torch.Tensor) -> torch.Tensor:
     return fast.call("decode", lambda z: (pipe.decode_latents(z),), latents)[0]
 
 
-def warm_up(pipe, views: tuple[int, ...] = (1, 4)) -> float:
+def warm_up(pipe: FastPathHost, views: tuple[int, ...] = (1, 4)) -> float:
     """Capture (and compile) the fast path before the first request, e.g. when a server starts; returns the
     seconds it took (0 where there is no fast path: CPU, eager).
 
@@ -397,7 +399,6 @@ def warm_up(pipe, views: tuple[int, ...] = (1, 4)) -> float:
     fast = _fast(pipe)
     if fast is None or not fast.active:
         return 0.0
-    from zero1to3.camera import RelativePose
 
     start = time.perf_counter()
     size = pipe.image_size
@@ -418,7 +419,7 @@ def compile_blocks(module: torch.nn.Module, enable: bool = True, backend: str = 
     shape serves every batch size (channels and sizes stay specialised: fully dynamic shapes ran 6-15%
     slower on an H100); otherwise each batch size compiles again.
     """
-    import torch._dynamo.config as dynamo
+    import torch._dynamo.config as dynamo  # lazy: dynamo loads only when compiling
 
     dynamo.recompile_limit = max(dynamo.recompile_limit, 256)  # UNet and VAE ResNet blocks share one code object
     dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, 1024)
@@ -456,7 +457,8 @@ def compiled_blocks(module: torch.nn.Module) -> int:
 REGIONAL_BLOCKS = ("ResnetBlock2D", "Transformer2DModel", "CLIPEncoderLayer")
 
 
-def denoise_fn(pipe, cond, pose_vectors: torch.Tensor, context: torch.Tensor, guidance_scale: float) -> StepFn:
+def denoise_fn(pipe: FastPathHost, cond: Condition, pose_vectors: torch.Tensor, context: torch.Tensor,
+               guidance_scale: float) -> StepFn:
     """The per-step epsilon function ``sample_latents`` calls: the captured step where active, else eager."""
     fast = _fast(pipe)
     step = fast.denoiser(cond, context, guidance_scale) if fast is not None else None
@@ -465,7 +467,7 @@ def denoise_fn(pipe, cond, pose_vectors: torch.Tensor, context: torch.Tensor, gu
     return lambda x, t: pipe.guided_noise(x, t, cond, pose_vectors, guidance_scale, context=context).float()
 
 
-def fast_mode(pipe) -> str:
+def fast_mode(pipe: FastPathHost) -> str:
     """What the next sampler run on this pipeline will use: "eager", "cuda_graph", "compile" or "static"."""
     fast = getattr(pipe, "_fast_denoiser", None)
     if fast is None:

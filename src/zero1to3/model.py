@@ -20,8 +20,12 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.models.modeling_utils import ModelMixin
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from zero1to3.camera import RelativePose
+
 
 class _EmptyFp32ListFilter(logging.Filter):
     """diffusers warns on every ``.to(dtype)`` even when no module needs float32 (``[]``); drop that case."""
@@ -202,8 +206,6 @@ class SingleTokenCrossAttention:
     """
 
     def __init__(self) -> None:
-        from diffusers.models.attention_processor import AttnProcessor2_0
-
         self.fallback = AttnProcessor2_0()
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
@@ -225,7 +227,6 @@ class SingleTokenCrossAttention:
 def use_single_token_cross_attention(unet: UNet2DConditionModel, enable: bool = True) -> int:
     """Switch every cross-attention (``attn2``) of ``unet`` to :class:`SingleTokenCrossAttention` (or back to
     the standard processor); returns how many were switched."""
-    from diffusers.models.attention_processor import AttnProcessor2_0
 
     processors = dict(unet.attn_processors)
     switched = 0
@@ -275,7 +276,6 @@ def timestep_tensor(t: int | torch.Tensor, batch: int, device: torch.device) -> 
 def pose_vector_tensor(poses, device: torch.device, dtype: torch.dtype, input_polar: float | None = None,
                        encoding: PoseEncoding = "zero123") -> torch.Tensor:
     """Pose vectors [N,4] from RelativePose objects (or an existing [N,4] array/tensor)."""
-    from zero1to3.camera import RelativePose
 
     if isinstance(poses, RelativePose):
         poses = [poses]

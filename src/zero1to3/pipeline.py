@@ -2,8 +2,8 @@
 
 Sampling follows the authors' demo exactly (SPEC §3, checked against ../shared/peer-kit): batch order
 [uncond, cond], a zero unconditional branch, DDIM on the "reference" trajectory (N requested steps run
-N-1 UNet steps from 1+(N-2)k down to 1, final alpha_prev = alphā[0]), one noise draw per step even at
-eta 0, and uint8 output by truncation.
+N-1 UNet steps from 1+(N-2)k down to 1, final alpha_prev = alphā[0]), x_T then one noise draw per step
+from the same generator (drawn only at eta > 0, where the step uses it), and uint8 output by truncation.
 """
 
 from __future__ import annotations
@@ -15,21 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import diffusers
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import CLIPVisionModelWithProjection
+from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from zero1to3 import fast
 from zero1to3.camera import RelativePose
+from zero1to3.checkpoint import load_original_components
 from zero1to3.fast import denoise_fn, enable_fast_path
 from zero1to3.model import (CLIP_MEAN, CLIP_STD, CameraProjection, PoseEncoding, build_camera_projection,
                             build_image_encoder, build_scheduler, build_unet, build_vae, clip_image_embedding,
                             latent_moments, pose_vector_tensor, preset, timestep_tensor)
-from zero1to3.preprocess import (DEFAULT_FOREGROUND_RATIO, ImageInput, PreprocessConfig, preprocess_image,
-                                 to_model_input)
+from zero1to3.preprocess import DEFAULT_FOREGROUND_RATIO, ImageInput, PreprocessConfig, preprocess_image, to_model_input
+from zero1to3.seeding import view_seed
 
 #: Sampler names every command and the demo accept.
 SCHEDULERS: tuple[str, ...] = ("ddim", "dpmsolver++")
@@ -179,10 +181,9 @@ class Zero123Pipeline:
             raise ModelLoadError(f"model path not found: {path} (expected a diffusers-layout folder with "
                                  f"{', '.join(COMPONENT_FOLDERS)}/ or an original .ckpt file)")
         if path.is_file():
-            from zero1to3.checkpoint import load_original_checkpoint
-
-            pipe = load_original_checkpoint(path, image_encoder=image_encoder, use_ema=use_ema,
-                                            original_config=original_config)
+            parts = load_original_components(path, image_encoder=image_encoder, use_ema=use_ema,
+                                             original_config=original_config)
+            pipe = cls(parts.unet, parts.vae, parts.image_encoder, parts.camera_projection, parts.scheduler)
         else:
             pipe = cls._from_folder(path, image_encoder)
         if pose_encoding is not None:
@@ -215,8 +216,6 @@ class Zero123Pipeline:
                                  "architecture in each config.json)") from None
         extractor = None
         if (path / "feature_extractor").is_dir():
-            from transformers import CLIPImageProcessor
-
             extractor = CLIPImageProcessor.from_pretrained(path / "feature_extractor")
         return cls(unet, vae, encoder, projection, scheduler, extractor,
                    pose_encoding=meta.get("pose_encoding", "zero123"),
@@ -237,7 +236,6 @@ class Zero123Pipeline:
             if dtype is not None:
                 module.to(originals[name])
         self.scheduler.save_pretrained(path / "scheduler")
-        from transformers import CLIPImageProcessor
 
         size = self.image_encoder.config.image_size
         extractor = self.feature_extractor or CLIPImageProcessor(
@@ -352,10 +350,15 @@ class Zero123Pipeline:
     @torch.no_grad()
     def sample_latents(self, cond: Conditioning, pose_vectors: torch.Tensor, *, num_inference_steps: int = 50,
                        guidance_scale: float = 3.0, scheduler: str = "ddim", eta: float = 0.0,
-                       generator: torch.Generator | None = None, latents: torch.Tensor | None = None,
+                       generator: torch.Generator | Sequence[torch.Generator] | None = None,
+                       latents: torch.Tensor | None = None,
                        noises: Sequence[torch.Tensor] | None = None, progress: bool = False,
                        callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None) -> torch.Tensor:
-        """Run the sampler for a batch whose conditioning rows align with ``pose_vectors`` rows."""
+        """Run the sampler for a batch whose conditioning rows align with ``pose_vectors`` rows.
+
+        ``generator``: one generator for the batch (the authors' order: x_T, then one draw per step), or one
+        per row, each drawing that row's x_T and step noise (so a row's noise does not depend on the batch).
+        """
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         if not math.isfinite(guidance_scale):
@@ -364,19 +367,28 @@ class Zero123Pipeline:
         shape = (batch, 4, self.unet.config.sample_size, self.unet.config.sample_size)
         sched = make_scheduler(scheduler, self.scheduler.config)
         timesteps = sampler_timesteps(sched, num_inference_steps)
+        if isinstance(generator, Sequence) and len(generator) != batch:
+            raise ValueError(f"got {len(generator)} generators for a batch of {batch}")
+
+        def draw() -> torch.Tensor:
+            if isinstance(generator, Sequence):
+                return torch.cat([torch.randn((1, *shape[1:]), generator=g, dtype=torch.float32) for g in generator])
+            return torch.randn(shape, generator=generator, dtype=torch.float32)
+
         if latents is None:
-            latents = torch.randn(shape, generator=generator, dtype=torch.float32)
+            latents = draw()
         x = latents.to(device=self.device, dtype=torch.float32)
         context = self.context(cond, pose_vectors)
         step_eps = denoise_fn(self, cond, pose_vectors, context, guidance_scale)  # CUDA graph on GPU (fast.py)
+        stochastic = isinstance(sched, DDIMScheduler) and eta > 0  # else the step ignores noise: draw none
         for i, t in enumerate(tqdm(timesteps, desc="sampling", disable=not progress, leave=False)):
-            noise = noises[i] if noises is not None else torch.randn(shape, generator=generator, dtype=torch.float32)
+            noise = (noises[i] if noises is not None else draw()) if stochastic else None
             eps = step_eps(x, t)
             if callback is not None:
                 callback(i, int(t), x, eps)
             if isinstance(sched, DDIMScheduler):
-                x = sched.step(eps, t, x, eta=eta,  # noise unused at eta 0: skip its blocking host->device copy
-                               variance_noise=noise.to(x.device) if eta > 0 else None).prev_sample
+                x = sched.step(eps, t, x, eta=eta,
+                               variance_noise=noise.to(x.device) if stochastic else None).prev_sample
             else:
                 x = sched.step(eps, t, x).prev_sample
         return x
@@ -409,8 +421,10 @@ class Zero123Pipeline:
                  callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None) -> NovelViewOutput:
         """Generate ``num_samples`` views for each target camera in one batched sampler run.
 
-        ``seed`` fixes a CPU generator so results do not depend on the device; ``batch_size`` caps how
-        many views run through the UNet at once (memory). ``input_polar`` (radians) is used by the
+        ``seed`` gives every generated image its own CPU generator (:func:`zero1to3.seeding.view_seed`), so
+        results depend neither on the device nor on ``batch_size``, which caps how many views run through the
+        UNet at once (memory); a ``generator`` given instead is shared by the whole request, as in the
+        authors' code. ``input_polar`` (radians) is used by the
         Stable Zero123 pose encoding. ``callback(step, t, x, eps)`` runs at every sampler step (progress;
         it may raise to cancel a request).
         """
@@ -426,8 +440,9 @@ class Zero123Pipeline:
             raise ValueError("give at least one target camera")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        if generator is None:
-            generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+        if generator is not None and batch_size is not None and batch_size < len(poses) * num_samples:
+            raise ValueError("batch_size with one shared generator would make the noise depend on the "
+                             "chunking; pass seed= instead")
         if torch.is_tensor(image):
             x = self._check_tensor_image(image)
             pil = Image.fromarray(to_uint8(x)[0])
@@ -443,13 +458,20 @@ class Zero123Pipeline:
         vectors = vectors.repeat_interleave(num_samples, 0)
         total = vectors.shape[0]
         chunk = batch_size or total
+        if generator is None:
+            base = seed if seed is not None else torch.seed()
+            generators: list[torch.Generator] | None = [torch.Generator().manual_seed(view_seed(base, k))
+                                                        for k in range(total)]
+        else:
+            generators = None
         outs, lats, decs = [], [], []
         for start in range(0, total, chunk):
             stop = min(total, start + chunk)
             lat_in = latents[start:stop] if latents is not None else None
             lat = self.sample_latents(cond1.repeat(stop - start), vectors[start:stop], eta=eta,
                                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                      scheduler=scheduler, generator=generator, latents=lat_in, progress=progress,
+                                      scheduler=scheduler, latents=lat_in, progress=progress,
+                                      generator=generators[start:stop] if generators is not None else generator,
                                       callback=callback)
             decoded = fast.decode_latents(self, lat).float()
             outs.append(to_uint8(decoded))
@@ -468,6 +490,4 @@ def to_uint8(decoded: torch.Tensor) -> np.ndarray:
 
 
 def _diffusers_version() -> str:
-    import diffusers
-
     return diffusers.__version__

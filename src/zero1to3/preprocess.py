@@ -29,6 +29,10 @@ ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 #: The reference demo scales the object's longest side to 200 px of a 256 px frame.
 DEFAULT_FOREGROUND_RATIO = 200.0 / 256.0
+#: The one filter that brings a framed render or image to the model's size, for training data, inference
+#: inputs and evaluation alike: bicubic with PIL's antialiasing (the shipped model's renders were resized
+#: with it), so the model is scored on images resized exactly as the ones it learned from.
+RESAMPLE = Image.Resampling.BICUBIC
 
 
 @dataclass
@@ -160,17 +164,22 @@ def preprocess_image(image: ImageInput, config: PreprocessConfig = PreprocessCon
     return composite_on_white(canvas)
 
 
-def composite_on_white(image: Image.Image) -> Image.Image:
-    """RGBA -> RGB over a white background (the training data's background)."""
+def composite_on_white(image: Image.Image, size: int | None = None,
+                       resample: Image.Resampling = RESAMPLE) -> Image.Image:
+    """RGB over a white background (the training renders' background), then resized to ``size`` square if given.
+
+    Compositing comes first so transparent pixels' colours never bleed into the resized edges.
+    """
     if image.mode != "RGBA":
-        return image.convert("RGB")
-    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-    return Image.alpha_composite(white, image).convert("RGB")
+        rgb = image.convert("RGB")
+    else:
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        rgb = Image.alpha_composite(white, image).convert("RGB")
+    if size is not None and rgb.size != (size, size):
+        rgb = rgb.resize((size, size), resample, reducing_gap=None)
+    return rgb
 
 
 def to_model_input(image: ImageInput, size: int) -> Image.Image:
     """An already-framed image (e.g. a render) -> RGB ``size`` square on white, without cropping."""
-    img = composite_on_white(load_image(image))
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.LANCZOS)
-    return img
+    return composite_on_white(load_image(image), size)

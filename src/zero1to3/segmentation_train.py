@@ -380,10 +380,11 @@ def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def train_segmenter(objects: ObjectBank, backgrounds: torch.Tensor, config: SegmenterTrainConfig,
-                    device: str | torch.device = "cpu", log: Any = print,
+                    device: str | torch.device = "cpu", log: Any = None,
                     init: ForegroundSegmenter | None = None) -> tuple[ForegroundSegmenter, dict]:
     """Train from scratch (or on from ``init``); returns the model (eval mode, float32) and a summary."""
     device = torch.device(device)
+    log = log or (lambda line: print(line, flush=True))
     torch.manual_seed(config.seed)
     if init is not None:
         model = init.float().train().to(device)

@@ -11,6 +11,7 @@ the data the interrupted one would have.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -25,11 +26,25 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.training_utils import EMAModel
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
+from transformers import CLIPVisionModelWithProjection
 
-from zero1to3.camera import cartesian_to_spherical
-from zero1to3.model import (CameraProjection, build_camera_projection, build_image_encoder, build_scheduler,
-                            build_unet, build_vae, clip_image_embedding, conv_in_surgery, latent_moments, preset)
+from zero1to3.atomic import write_text_atomic
+from zero1to3.camera import conditioning_vector, spherical_of_camera
+from zero1to3.data.dataset import load_views_array
+from zero1to3.data.shards import is_shard_folder, read_shards
+from zero1to3.inputs import check_int, check_range
+from zero1to3.model import (CameraProjection, build_camera_projection, build_image_encoder, build_scheduler, build_unet,
+                            build_vae, clip_image_embedding, conv_in_surgery, latent_moments, preset)
+from zero1to3.pipeline import Zero123Pipeline, to_uint8
+from zero1to3.seeding import mix_seed
+from zero1to3.settings import option
 
 logger = logging.getLogger(__name__)
 
@@ -38,85 +53,80 @@ logger = logging.getLogger(__name__)
 class TrainConfig:
     """Defaults are the paper's (SPEC §5) except where the small preset needs otherwise."""
 
-    data: str = ""
-    output_dir: str = "runs/train"
-    preset: str = "tiny"
-    #: A Zero-1-to-3 model (folder or .ckpt) to fine-tune, or a 4-channel SD image-variations folder.
-    init_from: str | None = None
-    #: A trained VAE folder for the small preset (``zero1to3 train --stage vae`` writes one).
-    vae_path: str | None = None
-    #: How large objects sit in the training images (longest side / image side), written into the export
-    #: so inference crops photos the same way. None: the ``init_from`` model's, else the reference 200/256.
-    foreground_ratio: float | None = None
-    batch_size: int = 192
-    learning_rate: float = 1e-4
-    projection_lr_multiplier: float = 10.0
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    #: "constant" (the paper's) or "cosine": decays to ``min_lr_ratio`` over whichever budget of this run
-    #: ends first, ``max_steps`` or ``max_minutes`` (so a time-boxed call still finishes its decay).
-    lr_schedule: str = "constant"
-    min_lr_ratio: float = 0.1
-    max_steps: int = 1000
-    max_minutes: float | None = None
-    ema_decay: float = 0.9999
-    mixed_precision: str = "no"
-    gradient_checkpointing: bool = False
+    data: str = option("", "dataset folder in the render layout (one folder per object, NNN.png + NNN.npy) "
+                           "or a shard folder (zero1to3 data pack)")
+    output_dir: str = option("runs/train", "run folder: checkpoints/, samples/, metrics.jsonl, config.json")
+    preset: str = option("tiny", "model size when training from scratch", choices=("tiny", "zero123"))
+    init_from: str | None = option(None, "Zero-1-to-3 folder/.ckpt to fine-tune, or a 4-channel SD "
+                                         "image-variations folder")
+    vae_path: str | None = option(None, "trained VAE folder for the small preset (from --stage vae)")
+    #: Written into the export so inference crops photos the way the training images are framed.
+    foreground_ratio: float | None = option(None, "object size / image size in the training renders, stored in "
+                                                  "the export (None: the --init-from model's, else 200/256); "
+                                                  "our renders: about 0.6")
+    batch_size: int = option(192, "pairs per optimiser step (over all processes)")
+    learning_rate: float = option(1e-4, "AdamW learning rate of the UNet")
+    projection_lr_multiplier: float = option(10.0, "learning-rate multiplier of the new camera projection")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    warmup_steps: int = option(100, "linear learning-rate warm-up steps")
+    #: The cosine decay ends with whichever budget of this run ends first, so a time-boxed call still finishes it.
+    lr_schedule: str = option("constant", "constant (the paper's) or cosine (to --min-lr-ratio over --max-steps "
+                                          "or --max-minutes)", choices=("constant", "cosine"))
+    min_lr_ratio: float = option(0.1, "final learning rate of the cosine schedule, as a fraction")
+    max_steps: int = option(1000, "optimiser steps of the run")
+    max_minutes: float | None = option(None, "stop (with a checkpoint) after this many minutes; resume by "
+                                             "running again")
+    ema_decay: float = option(0.9999, "decay of the EMA weights that are exported")
+    mixed_precision: str = option("no", "autocast precision", choices=("no", "fp16", "bf16"))
+    gradient_checkpointing: bool = option(False, "recompute UNet activations in the backward pass (memory)")
     #: The official CLIP is frozen; the small preset has no pretrained CLIP, so it learns its encoder.
-    train_image_encoder: bool = False
-    uncond_probability: float = 0.05
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2
-    sample_every: int = 1000
-    log_every: int = 50
-    seed: int = 0
-    resume: bool = True
-    #: Encode every in-memory view once with the frozen VAE and sample latents from the stored posterior
-    #: (mean, std) instead of encoding two images per pair every step; the same distribution, less work.
-    cache_latents: bool = True
-    #: Multi-process runs agree on stopping (signal, time budget) every this many steps: a collective
-    #: on every step would stall the launch queue.
-    stop_check_every: int = 10
-    #: What a non-finite loss or gradient does: "stop" (exit with an error, the newest finite checkpoint
-    #: kept) or "skip" (that update is not applied; the run stops if a whole check window is non-finite).
-    on_nonfinite: str = "stop"
-    #: Steps between host-side checks of the device's non-finite flag on a GPU (the check is one sync;
-    #: the update itself is skipped on the device without one). Checked every step on a CPU.
-    nonfinite_check_every: int = 10
-    #: With "skip": stop once this many updates in a row were non-finite (the run has diverged).
-    max_skipped_in_a_row: int = 10
-    #: Where the in-memory view cache goes (default: OUTPUT_DIR/cache); never the dataset folder.
-    cache_dir: str | None = None
-    #: On resume, accept changed training settings (learning rate, batch size ...) and report them,
-    #: instead of refusing to continue a run with settings other than the ones it started with.
-    override: bool = False
+    train_image_encoder: bool = option(False, "also train CLIP (the small preset has no pretrained one)")
+    uncond_probability: float = option(0.05, "share of pairs trained without conditioning (classifier-free "
+                                             "guidance)")
+    checkpoint_every: int = option(1000, "steps between checkpoints")
+    keep_checkpoints: int = option(2, "checkpoints kept on disk")
+    sample_every: int = option(1000, "steps between sample grids (0: never)")
+    log_every: int = option(50, "steps between metrics.jsonl lines")
+    seed: int = option(0, "seed of initialisation, pair draws and noise")
+    resume: bool = option(True, "continue from the latest checkpoint in output_dir if there is one")
+    #: The same distribution as encoding two images per pair every step, with less work.
+    cache_latents: bool = option(True, "encode every view once with the frozen VAE and sample latents from "
+                                       "the stored posterior")
+    #: A collective on every step would stall the launch queue.
+    stop_check_every: int = option(10, "multi-process runs agree on stopping (signal, time budget) every this "
+                                       "many steps")
+    #: No argparse choices: validate() names the allowed values in the one-line error.
+    on_nonfinite: str = option("stop", "stop (exit code 3, the newest finite checkpoint kept) or skip (drop such "
+                                       "updates) when the loss or a gradient is NaN/inf")
+    #: The check is one host sync; the update itself is skipped on the device without one.
+    nonfinite_check_every: int = option(10, "GPU steps between host checks of the non-finite flag (CPU: every step)")
+    max_skipped_in_a_row: int = option(10, "with --on-nonfinite skip: stop (exit code 3) after this many "
+                                           "non-finite updates in a row")
+    cache_dir: str | None = option(None, "folder for the in-memory view cache (None: OUTPUT_DIR/cache; never the "
+                                         "dataset folder)")
+    override: bool = option(False, "on resume, continue with changed training settings (e.g. --learning-rate) "
+                                   "instead of refusing")
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """ValueError (one line) for a setting out of range, before any model is built."""
-        positive = {"batch_size": self.batch_size, "checkpoint_every": self.checkpoint_every,
-                    "keep_checkpoints": self.keep_checkpoints, "log_every": self.log_every,
-                    "stop_check_every": self.stop_check_every, "nonfinite_check_every": self.nonfinite_check_every,
-                    "max_skipped_in_a_row": self.max_skipped_in_a_row}
-        for name, value in positive.items():
-            if int(value) < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        for name, value in {"max_steps": self.max_steps, "warmup_steps": self.warmup_steps,
-                            "sample_every": self.sample_every}.items():
-            if int(value) < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
-        _check_range("learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
-        _check_range("projection_lr_multiplier", self.projection_lr_multiplier, 0.0, 1e3, low_open=True)
-        _check_range("weight_decay", self.weight_decay, 0.0, 1.0)
-        _check_range("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
-        _check_range("ema_decay", self.ema_decay, 0.0, 1.0)
-        _check_range("uncond_probability", self.uncond_probability, 0.0, 1.0 / 3.0)
+        for name in ("batch_size", "checkpoint_every", "keep_checkpoints", "log_every", "stop_check_every",
+                     "nonfinite_check_every", "max_skipped_in_a_row"):
+            check_int(name, int(getattr(self, name)), 1)
+        for name in ("max_steps", "warmup_steps", "sample_every"):
+            check_int(name, int(getattr(self, name)), 0)
+        check_range("learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
+        check_range("projection_lr_multiplier", self.projection_lr_multiplier, 0.0, 1e3, low_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        check_range("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        check_range("ema_decay", self.ema_decay, 0.0, 1.0)
+        check_range("uncond_probability", self.uncond_probability, 0.0, 1.0 / 3.0)
         if self.max_minutes is not None:
-            _check_range("max_minutes", self.max_minutes, 0.0, 1e7, low_open=True)
+            check_range("max_minutes", self.max_minutes, 0.0, 1e7, low_open=True)
         if self.foreground_ratio is not None:
-            _check_range("foreground_ratio", self.foreground_ratio, 0.05, 1.0)
+            check_range("foreground_ratio", self.foreground_ratio, 0.05, 1.0)
         choices = {"lr_schedule": ("constant", "cosine"), "mixed_precision": ("no", "fp16", "bf16"),
                    "on_nonfinite": ("stop", "skip"), "preset": ("tiny", "zero123")}
         for name, allowed in choices.items():
@@ -133,13 +143,6 @@ RESUME_FREE_SETTINGS = ("max_steps", "max_minutes", "checkpoint_every", "keep_ch
                         "on_nonfinite", "cache_dir", "data", "output_dir")
 
 
-def _check_range(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value > high or value < low \
-            or (low_open and value == low):
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name} must be a finite number in {bracket}{low:g}, {high:g}], got {value}")
-
-
 class NonFiniteError(RuntimeError):
     """Training produced a non-finite loss or gradient (the run stops; its newest finite checkpoint is kept)."""
 
@@ -150,31 +153,28 @@ class ResumeSettingsError(ValueError):
 
 @dataclass
 class VAETrainConfig:
-    data: str = ""
-    output_dir: str = "runs/vae"
-    preset: str = "tiny"
-    batch_size: int = 64
-    learning_rate: float = 4e-4
-    max_steps: int = 2000
-    kl_weight: float = 1e-6
-    mixed_precision: str = "no"
-    seed: int = 0
-    log_every: int = 50
-    #: Where the in-memory view cache goes (default: OUTPUT_DIR/cache); never the dataset folder.
-    cache_dir: str | None = None
+    """The small preset's autoencoder (``zero1to3 train --stage vae``); flags shared with TrainConfig keep
+    this stage's own defaults unless given."""
+
+    data: str = option("", "dataset folder in the render layout or a shard folder")
+    output_dir: str = option("runs/vae", "run folder of the VAE stage")
+    preset: str = option("tiny", "model size", choices=("tiny", "zero123"))
+    batch_size: int = option(64, "images per optimiser step")
+    learning_rate: float = option(4e-4, "Adam learning rate")
+    max_steps: int = option(2000, "optimiser steps")
+    kl_weight: float = option(1e-6, "weight of the KL term (VAE stage only)")
+    mixed_precision: str = option("no", "autocast precision", choices=("no", "fp16", "bf16"))
+    seed: int = option(0, "seed")
+    log_every: int = option(50, "steps between metrics lines")
+    cache_dir: str | None = option(None, "folder for the in-memory view cache (None: OUTPUT_DIR/cache)")
 
 
 # ---------------------------------------------------------------------------------------------- data
-def mix_seed(*values: int) -> int:
-    """A seed that depends on all values, the same in every process (unlike ``hash`` of strings)."""
-    return int(np.random.SeedSequence([int(v) % (2**63) for v in values]).generate_state(1)[0])
-
-
 class PairBatcher:
     """Random pairs of distinct views of one object, drawn on the device from in-memory renders.
 
     ``images`` uint8 [N, V, H, W, 3] (composited on white), ``poses`` world->camera [N, V, 3, 4].
-    The pose vector is T(target, cond) = [d_polar, sin d_az, cos d_az, d_radius], as camera.relative_pose.
+    The pose vector is camera.conditioning_vector of the spherical change from cond to target.
     """
 
     def __init__(self, images: np.ndarray, poses: np.ndarray, device: torch.device | str = "cpu") -> None:
@@ -184,10 +184,7 @@ class PairBatcher:
             raise ValueError("each object needs at least 2 views to form pairs")
         self.device = torch.device(device)
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        rotation, translation = poses[..., :3], poses[..., 3]
-        centres = -np.einsum("nvji,nvj->nvi", rotation, translation)
-        polar, azimuth, radius = cartesian_to_spherical(centres)
-        self.spherical = torch.from_numpy(np.stack([polar, azimuth, radius], -1)).to(self.device, torch.float64)
+        self.spherical = torch.from_numpy(spherical_of_camera(poses)).to(self.device, torch.float64)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -208,9 +205,7 @@ class PairBatcher:
         obj = torch.randint(n, (batch_size,), generator=g, device=self.device)
         first = torch.randint(v, (batch_size,), generator=g, device=self.device)
         second = (first + torch.randint(1, v, (batch_size,), generator=g, device=self.device)) % v  # distinct
-        d = self.spherical[obj, first] - self.spherical[obj, second]
-        d_az = torch.remainder(d[:, 1], 2 * math.pi)
-        pose = torch.stack([d[:, 0], torch.sin(d_az), torch.cos(d_az), d[:, 2]], -1).float()
+        pose = conditioning_vector(self.spherical[obj, first] - self.spherical[obj, second]).float()
         batch = {"cond": to_unit(self.images[obj, second]), "pose": pose,
                  "target_index": obj * v + first, "cond_index": obj * v + second}
         if with_target_pixels:
@@ -231,8 +226,6 @@ def load_training_arrays(data: str, image_size: int,
                          cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """All views of a render-layout folder or a shard folder (``zero1to3 data pack``), in memory; a render
     folder's cache goes to ``cache_dir`` (never into the data)."""
-    from zero1to3.data.dataset import load_views_array
-    from zero1to3.data.shards import is_shard_folder, read_shards
 
     if is_shard_folder(data):
         views = read_shards(data)
@@ -278,7 +271,6 @@ def cfg_dropout_masks(batch: int, p: float, generator: torch.Generator | None = 
 def initial_components(config: TrainConfig):
     """(unet, vae, image_encoder, camera_projection, foreground_ratio or None) to start from: preset,
     Zero-1-to-3 model, or SD variations."""
-    from zero1to3.pipeline import Zero123Pipeline
 
     if config.init_from is None:
         model_config = preset(config.preset)
@@ -295,8 +287,6 @@ def initial_components(config: TrainConfig):
 
 def _from_image_variations(path: Path):
     """SD image-variations (4-channel UNet): conv_in surgery to 8 channels, identity camera projection."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPVisionModelWithProjection
 
     unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True, use_safetensors=True)
     unet.conv_in = conv_in_surgery(unet.conv_in, 8)
@@ -342,17 +332,8 @@ def _checkpoint_state(ckpt: Path) -> dict[str, Any]:
         return {}
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path`` (never half a file)."""
-    from zero1to3.atomic import write_text_atomic as write
-
-    write(path, text)
-
-
 def save_ema(ema, path: Path) -> None:
     """The EMA state as safetensors (tensors) + its scalars in the metadata: nothing to unpickle on resume."""
-    from safetensors.torch import save_file
-
     state = ema.state_dict()
     tensors = {f"shadow.{i:05d}": t.detach().contiguous().cpu() for i, t in enumerate(state["shadow_params"])}
     scalars = {k: v for k, v in state.items() if k != "shadow_params"}
@@ -360,8 +341,6 @@ def save_ema(ema, path: Path) -> None:
 
 
 def load_ema(ema, path: Path) -> None:
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt", device="cpu") as f:
         scalars = json.loads((f.metadata() or {}).get("ema", "{}"))
         shadow = [f.get_tensor(k) for k in sorted(f.keys())]
@@ -375,8 +354,6 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, batcher: PairBatcher | None = None,
                  arrays: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        from accelerate import Accelerator
-        from diffusers.training_utils import EMAModel
 
         self.config = config
         # cpu=True without CUDA lets torchrun-launched CPU processes join over gloo (else each runs alone)
@@ -385,8 +362,6 @@ class Trainer:
         unet, vae, encoder, projection, init_ratio = initial_components(config)
         self.foreground_ratio = config.foreground_ratio or init_ratio
         if config.vae_path:
-            from diffusers import AutoencoderKL
-
             vae = AutoencoderKL.from_pretrained(config.vae_path, local_files_only=True, use_safetensors=True).float()
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
@@ -782,9 +757,7 @@ class Trainer:
     # -------------------------------------------------------------- outputs
     def pipeline(self, use_ema: bool = True):
         """A Zero123Pipeline over copies of the current (EMA) weights, for samples and export."""
-        import copy
 
-        from zero1to3.pipeline import Zero123Pipeline
 
         if self.fsdp:
             raise NotImplementedError("export under FSDP: resume the run on one GPU (or DDP) and export there")
@@ -799,9 +772,7 @@ class Trainer:
     def write_samples(self, count: int = 4) -> Path | None:
         if not self.accelerator.is_main_process:
             return None
-        from PIL import Image
 
-        from zero1to3.pipeline import to_uint8
 
         pipe = self.pipeline()
         batch = self.batcher.batch(10**9, count, seed=self.config.seed + 1)  # fixed pairs, same every time
@@ -831,7 +802,6 @@ def train_vae(config: VAETrainConfig, images: np.ndarray | None = None) -> Path:
     The official model uses SD's VAE; the small preset has none to borrow, so it learns its own, then
     sets ``scaling_factor`` = 1/std of its latents, as SD chose 0.18215 for its VAE.
     """
-    from accelerate import Accelerator
 
     acc = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
     model_config = preset(config.preset)

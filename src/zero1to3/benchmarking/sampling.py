@@ -30,38 +30,64 @@ from zero1to3.benchmarking.timing import Row, environment, measure, synthetic_im
 from zero1to3.camera import orbit
 from zero1to3.fast import fast_mode
 from zero1to3.pipeline import DTYPES, Zero123Pipeline
+from zero1to3.settings import option
 
 
 @dataclass
 class BenchConfig:
-    """What to measure. ``model`` None means random weights of ``preset_name``."""
+    """What to measure (``zero1to3 bench`` flags are these fields)."""
 
-    device: str = "cuda"
-    model: str | None = None
-    image_encoder: str | None = None
-    preset_name: str | None = None  # default: zero123 on CUDA, tiny on CPU
-    dtype: str = "fp16"  # fast-path precision (fp16 / bf16 / fp32)
-    fast_mode: str | None = "cuda_graph"
-    channels_last: bool = False
-    fuse_qkv: bool = False
-    inductor_tuning: bool = False
-    compile_scope: str = "blocks"
-    compile_codecs: tuple[str, ...] | None = None  # None: the fast path's default (all parts)
-    views: tuple[int, ...] = (1, 4, 16, 64)
-    steps: int = 50
-    solver_steps: int = 20
-    include_reference: bool = False
-    reference_views: tuple[int, ...] | None = None  # default: the requested views <= 4 (fp32 is slow)
-    repeats: int = 3
-    reference_repeats: int = 2
-    guidance_scale: float = 3.0
-    quality: bool = True
-    quality_views: int = 4
-    variants: tuple[str, ...] = ()  # ablations at the smallest and largest view counts (see VARIANTS)
-    time_budget_s: float = 480.0  # skip what would not fit; the whole run must stay under the device limit
-    threads: int | None = None  # CPU threads (default 2 on CPU)
-    seed: int = 0
-    profile_views: tuple[int, ...] = ()  # where the time of one call goes (stages and kernel classes)
+    device: str | None = option(None, "cuda, cuda:1, cpu (None: cuda if available)")
+    model: str | None = option(None, "diffusers-layout folder or original .ckpt to time (None: random weights "
+                                     "of --preset)")
+    image_encoder: str | None = option(None, "local CLIP vision folder (needed with a .ckpt)")
+    preset_name: str | None = option(None, "random-weights size (None: zero123 on CUDA, tiny on CPU)",
+                                     flag="--preset", choices=("zero123", "tiny"))
+    dtype: str = option("fp16", "fast-path precision on CUDA (CPU always runs fp32)", choices=("fp16", "bf16", "fp32"))
+    fast_mode: str = option("cuda_graph", "fast path of the main table", choices=("cuda_graph", "compile", "eager"))
+    channels_last: bool = option(False, "channels_last UNet/VAE in the main table")
+    fuse_qkv: bool = option(False, "fused QKV projections in the main table")
+    inductor_tuning: bool = option(False, "with --fast-mode compile: 1x1 convs as matmuls + coordinate-descent "
+                                          "kernel tuning")
+    compile_scope: str = option("blocks", "with --fast-mode compile: each block, one compile for all batch sizes; "
+                                          "each block per batch size; or the whole UNet (longest warm-up)",
+                                choices=("blocks", "blocks-static", "unet"))
+    compile_codecs: tuple[str, ...] | None = option(None, "with --fast-mode compile: encoder/decoder parts compiled "
+                                                          "too (None: all three; none given: eager, captured)",
+                                                    choices=("vae.decoder", "vae.encoder", "image_encoder"))
+    views: tuple[int, ...] = option((1, 4, 16, 64), "views per call")
+    steps: int = option(50, "DDIM steps")
+    solver_steps: int = option(20, "DPM-Solver++ steps")
+    include_reference: bool = option(False, "also time the reference-like path (fp32, eager, DDIM) for speed-ups")
+    reference_views: tuple[int, ...] | None = option(None, "views at which the slow reference runs (None: those "
+                                                           "of --views <= 4)")
+    repeats: int = option(3, "timed calls per row after the first (median)")
+    reference_repeats: int = option(2, "timed calls per reference row after the first")
+    guidance_scale: float = option(3.0, "classifier-free guidance scale", flag="--guidance")
+    quality: bool = option(True, "check DPM-Solver++ against DDIM (PSNR/SSIM from the same noise)")
+    quality_views: int = option(4, "views of the quality check")
+    variants: tuple[str, ...] | None = option(None, "ablations at the smallest and largest --views (None: "
+                                                    "DEFAULT_GPU_VARIANTS on CUDA, none on CPU)")
+    time_budget_s: float = option(480.0, "seconds; parts that would not fit are skipped and listed",
+                                  flag="--time-budget")
+    threads: int | None = option(None, "CPU threads (None: 2 on CPU)")
+    seed: int = option(0, "seed of inputs and noise")
+    profile_views: tuple[int, ...] = option((), "also break one call down (stages, kernel classes of a UNet step) "
+                                                "at these views")
+
+    def resolved_device(self) -> str:
+        return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    def resolved_variants(self) -> tuple[str, ...]:
+        if self.variants is not None:
+            return tuple(self.variants)
+        return DEFAULT_GPU_VARIANTS if self.resolved_device().startswith("cuda") else ()
+
+    @property
+    def fast_path(self) -> str | None:
+        """The mode given to ``enable_fast_path`` (None: eager)."""
+        return None if self.fast_mode == "eager" else self.fast_mode
+
 
 PLAIN = {"single_token_attention": False, "graph_codecs": False}
 
@@ -104,7 +130,7 @@ def _preset_name(cfg: BenchConfig, device: torch.device) -> str:
 def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> BenchResult:
     """Measure everything ``cfg`` asks for, reference first; skips (and lists) what the time budget cannot fit."""
     t_start = time.perf_counter()
-    device = torch.device(cfg.device)
+    device = torch.device(cfg.resolved_device())
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {cfg.device} asked for, but no CUDA device is available")
     if device.type == "cpu":
@@ -132,8 +158,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> Bench
         fast_pipe = clone_pipeline(ref_pipe, fast_dtype)
     else:
         fast_pipe = _load_pipeline(cfg, device, fast_dtype)
-    if cfg.fast_mode:
-        fast_pipe.enable_fast_path(cfg.fast_mode, **_main_options(cfg))
+    if cfg.fast_path:
+        fast_pipe.enable_fast_path(cfg.fast_path, **_main_options(cfg))
     else:
         fast_pipe.enable_fast_path(None)
     what = cfg.model or f"random weights, preset {_preset_name(cfg, device)}"
@@ -197,9 +223,10 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> Bench
             log(f"profile at {v} views: {profiles[-1]}")
 
     variants: list[Row] = []
-    if cfg.variants and device.type == "cuda":
+    variant_names = cfg.resolved_variants()
+    if variant_names and device.type == "cuda":
         variants = _run_variants(cfg, fast_pipe, ref_pipe, common, ref_rows, fits, log)
-    elif cfg.variants:
+    elif variant_names:
         skipped.append("ablation variants (CUDA only)")
 
     result = BenchResult(rows=rows, variants=variants, env=env, flops_per_view_step=flops, ceiling_tflops=ceiling,
@@ -215,7 +242,7 @@ def _run_variants(cfg: BenchConfig, fast_pipe: Zero123Pipeline, ref_pipe: Zero12
     """Each ablation at the smallest and largest view counts, DDIM, on a pipeline of the variant's precision."""
     rows = []
     views = sorted({min(cfg.views), max(cfg.views)})
-    for name in cfg.variants:
+    for name in cfg.resolved_variants():
         if name not in VARIANTS:
             raise ValueError(f"unknown variant {name!r}; expected one of {', '.join(VARIANTS)}")
         mode, options, dtype_name, need = VARIANTS[name]
@@ -244,7 +271,7 @@ def _run_variants(cfg: BenchConfig, fast_pipe: Zero123Pipeline, ref_pipe: Zero12
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     # leave the main pipeline as the main table measured it
-    fast_pipe.enable_fast_path(cfg.fast_mode, **_main_options(cfg)) if cfg.fast_mode \
+    fast_pipe.enable_fast_path(cfg.fast_path, **_main_options(cfg)) if cfg.fast_path \
         else fast_pipe.enable_fast_path(None)
     return rows
 

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from zero1to3.data.dataset import _view_indices, list_objects, read_pose
+from zero1to3.preprocess import RESAMPLE, composite_on_white
 
 #: The index file that marks a folder as a shard folder.
 SHARD_INDEX = "shards.json"
@@ -52,12 +53,10 @@ class ViewSet:
 
 def split_alpha(rgba: Image.Image, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(RGB on white [S,S,3], alpha [S,S]) of an RGBA render, both resized with the same filter."""
-    from zero1to3.data.dataset import composite_on_white
-
-    rgb = composite_on_white(rgba, image_size)
+    rgb = np.array(composite_on_white(rgba.convert("RGBA"), image_size), np.uint8)
     alpha = rgba.convert("RGBA").getchannel("A")
     if alpha.size != (image_size, image_size):
-        alpha = alpha.resize((image_size, image_size), Image.BICUBIC, reducing_gap=None)
+        alpha = alpha.resize((image_size, image_size), RESAMPLE, reducing_gap=None)
     return rgb, np.array(alpha, np.uint8)
 
 

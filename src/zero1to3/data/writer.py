@@ -20,11 +20,13 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 import trimesh
 from PIL import Image
+from tqdm import tqdm
 
 from zero1to3.atomic import write_json_atomic
-from zero1to3.camera import (REFERENCE_FOV_DEG, REFERENCE_RADIUS_RANGE, look_at, sample_reference_cameras,
-                             spherical_to_cartesian)
-from zero1to3.data.procedural import procedural_name, random_object
+from zero1to3.camera import REFERENCE_FOV_DEG, REFERENCE_RADIUS_RANGE, camera_at, sample_reference_cameras
+from zero1to3.data.dataset import load_views_array
+from zero1to3.data.procedural import normalize_mesh, procedural_name, random_object
+from zero1to3.data.render import MESH_EXTENSIONS, load_mesh, random_light, render_views
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +47,6 @@ class RenderSummary:
 
 
 def _mesh_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    from zero1to3.data.render import MESH_EXTENSIONS
-
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -82,13 +82,6 @@ def _jobs(objects: ObjectSource) -> list[tuple[str, object]]:
     return jobs
 
 
-def orbit_cameras(count: int, elevation_deg: float, radius: float) -> np.ndarray:
-    """World->camera poses [count, 3, 4] evenly spaced in azimuth at one elevation (evaluation protocols)."""
-    polar = np.radians(90.0 - elevation_deg)
-    return np.stack([look_at(spherical_to_cartesian(polar, 2 * np.pi * k / count, radius))
-                     for k in range(count)]).astype(np.float32)
-
-
 def _complete(folder: Path, num_views: int, save_mesh: bool) -> bool:
     names = [f"{i:03d}.{ext}" for i in range(num_views) for ext in ("png", "npy")]
     if save_mesh:
@@ -100,13 +93,11 @@ def _render_one(args: tuple) -> tuple[str, str | None]:
     """Render one object into its folder (written to a temp folder, then renamed: never half-written)."""
     (name, source, index, out_dir, num_views, resolution, seed, save_mesh, supersample, msaa, fov_deg,
      radius_range, orbit) = args
-    from zero1to3.data.render import load_mesh, random_light, render_views
 
     try:
         if isinstance(source, tuple) and source[0] == "proc":
             mesh = random_object((seed, int(source[1])))
         elif isinstance(source, trimesh.Trimesh):
-            from zero1to3.data.procedural import normalize_mesh
 
             mesh = normalize_mesh(source)
         else:
@@ -115,7 +106,9 @@ def _render_one(args: tuple) -> tuple[str, str | None]:
         poses = sample_reference_cameras(rng, num_views, radius_range).astype(np.float32)
         light = random_light(rng)
         if orbit[0]:
-            poses = np.concatenate([poses, orbit_cameras(*orbit)])
+            count, elevation_deg, radius = orbit
+            ring = camera_at(elevation_deg, np.arange(count) * 360.0 / count, radius).astype(np.float32)
+            poses = np.concatenate([poses, ring])
         result = render_views(mesh, poses.astype(np.float64), resolution, light=light, supersample=supersample,
                               msaa=msaa, fov_deg=fov_deg)
         folder = Path(out_dir) / name
@@ -160,7 +153,6 @@ def render_dataset(out_dir: str | os.PathLike, objects: ObjectSource, num_views:
     ``orbit_radius`` (numbered after the random ones), as the 16-view evaluation protocol needs.
     A ``meta.json`` records the settings.
     """
-    from tqdm import tqdm
 
     orbit = (int(orbit_views), float(orbit_elevation_deg), float(orbit_radius))
 
@@ -201,8 +193,6 @@ def render_dataset(out_dir: str | os.PathLike, objects: ObjectSource, num_views:
                 layout="NNN.png RGBA + NNN.npy world->camera 3x4")
     write_json_atomic(out / "meta.json", meta, indent=1)
     if cache_size:
-        from zero1to3.data.dataset import load_views_array
-
         load_views_array(out, cache_size, num_views=num_views + orbit[0], cache=True, cache_dir=out / ".cache")
     return summary
 

@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 #: Environment variable naming the LPIPS backbone weights (torchvision ImageNet state dict, e.g. AlexNet's).
 LPIPS_WEIGHTS_ENV = "ZERO1TO3_LPIPS_WEIGHTS"
@@ -69,7 +70,6 @@ def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, cap: float = PSNR_CAP_DB) -> torch.Tensor:
     """Per-image PSNR in dB (data range 1), capped at ``cap`` so identical images do not give inf."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
 
     values = peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
     return torch.clamp(torch.nan_to_num(values, posinf=cap), max=cap)
@@ -77,7 +77,6 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, cap: float = PSNR_CAP_DB) -> 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM (Gaussian window 11, sigma 1.5, data range 1: the standard settings)."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
 
     return structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
 
@@ -111,7 +110,7 @@ def masked_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ca
 def _torchvision_weights_filename(net: str) -> str:
     """File name torchvision's loader looks for in the torch hub cache for the LPIPS backbone ``net``."""
     try:
-        import torchvision.models as tvm
+        import torchvision.models as tvm  # lazy: optional extra (LPIPS backbone)
     except Exception as exc:  # a broken torchvision raises RuntimeError, not ImportError
         raise MetricUnavailable(f"LPIPS needs torchvision ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     weights = getattr(tvm, _TORCHVISION_WEIGHTS[net]).DEFAULT
@@ -169,7 +168,7 @@ def build_lpips(weights: str | os.PathLike[str] | None = None, net: str = "alex"
             raise MetricUnavailable(f"LPIPS skipped: {path} holds no {expected}")
         path = found[0]
     try:
-        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity  # lazy: optional extra
     except Exception as exc:
         raise MetricUnavailable(f"LPIPS skipped: torchmetrics LPIPS unavailable ({exc})".splitlines()[0]) from None
     with _hub_with(path, expected):
@@ -194,7 +193,7 @@ def build_fid(weights: str | os.PathLike[str] | None = None, feature: int | torc
     images in [0, 1] to [N, D] features (a custom extractor; then no weights are needed). Raises
     :class:`MetricUnavailable`.
     """
-    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.fid import FrechetInceptionDistance  # lazy: optional extra (torch-fidelity)
 
     if isinstance(feature, torch.nn.Module):
         return FrechetInceptionDistance(feature=feature, normalize=True).to(device)

@@ -13,7 +13,6 @@ resumes (:class:`zero1to3.evaluation.results.ResultStore`).
 
 from __future__ import annotations
 
-import inspect
 import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from zero1to3.camera import relative_pose, spherical_of_camera
 from zero1to3.evaluation.figure import save_grid
@@ -30,6 +30,8 @@ from zero1to3.evaluation.metrics import ALPHA_THRESHOLD, ImageMetrics, non_white
 from zero1to3.evaluation.results import EvalResult, ResultStore
 from zero1to3.evaluation.views import (PROTOCOLS, EvalObject, ProtocolError, ViewTask, find_side_views,
                                        list_objects, load_rgb, load_task, object_seed)
+from zero1to3.preprocess import composite_on_white
+from zero1to3.protocols import ViewSampler
 
 INPUT_COPY = "input-copy"
 BLANK_WHITE = "blank-white"
@@ -45,39 +47,26 @@ PREFETCH_OBJECTS = 2
 EVAL_CHUNK = 64
 
 
-def _call_kwargs(pipe: Any, task: ViewTask, sampler_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments the pipe accepts beyond the documented ones (evaluation inputs are already framed)."""
-    try:
-        params = inspect.signature(pipe.__call__).parameters
-    except (TypeError, ValueError):
-        return {}
-    extra: dict[str, Any] = {k: v for k, v in sampler_kwargs.items() if k in params}
-    if "preprocess" in params:
-        extra["preprocess"] = False  # renders are already centred on white: re-cropping would move the object
-    if "input_polar" in params:
-        extra["input_polar"] = spherical_of_camera(task.object.poses[task.input_view])[0]
-    if "batch_size" in params:
-        extra.setdefault("batch_size", EVAL_CHUNK)  # memory flat in targets x samples
-    return extra
-
-
-def _predict(pipe: Any, task: ViewTask, input_image: np.ndarray, size: int, *, num_samples: int,
+def _predict(pipe: ViewSampler, task: ViewTask, input_image: np.ndarray, size: int, *, num_samples: int,
              guidance_scale: float, num_inference_steps: int, seed: int,
              sampler_kwargs: dict[str, Any]) -> np.ndarray:
-    """uint8 [targets, samples, size, size, 3] predicted by ``pipe`` for the task's target poses."""
-    pipe_size = getattr(pipe, "image_size", size)
-    image = Image.fromarray(input_image)
-    if image.size != (pipe_size, pipe_size):
-        image = image.resize((pipe_size, pipe_size), Image.Resampling.LANCZOS)
+    """uint8 [targets, samples, size, size, 3] predicted by ``pipe`` for the task's target poses.
+
+    Renders are already centred on white, so they go in without the object crop (``preprocess=False``);
+    ``input_polar`` is the input camera's polar angle, which the Stable Zero123 pose encoding needs.
+    """
+    image = composite_on_white(Image.fromarray(input_image), pipe.image_size)
+    input_polar = spherical_of_camera(task.object.poses[task.input_view])[0]
     out = pipe(image, task.relative_poses, num_samples=num_samples, guidance_scale=guidance_scale,
-               num_inference_steps=num_inference_steps, seed=seed, **_call_kwargs(pipe, task, sampler_kwargs))
+               num_inference_steps=num_inference_steps, seed=seed, preprocess=False, input_polar=input_polar,
+               **{"batch_size": EVAL_CHUNK, **sampler_kwargs})  # memory flat in targets x samples
     arr = np.asarray(out.array, dtype=np.uint8)
     expected = (len(task.targets), num_samples)
     if arr.shape[:2] != expected or arr.ndim != 5:
         raise ValueError(f"pipe returned images of shape {arr.shape}, expected {expected} + (H, W, 3)")
     if arr.shape[2:4] != (size, size):
-        arr = np.stack([[np.asarray(Image.fromarray(s).resize((size, size), Image.Resampling.LANCZOS))
-                         for s in per_pose] for per_pose in arr])
+        arr = np.stack([[np.asarray(composite_on_white(Image.fromarray(s), size)) for s in per_pose]
+                        for per_pose in arr])
     return arr
 
 
@@ -146,9 +135,9 @@ def _image_dir(out: Path, obj: str, method: str) -> Path:
     return out / "images" / obj / method
 
 
-def evaluate_nvs(pipe: Any, data_dir: str | Path, protocol: str = "random", *, input_view: str | int | None = None,
+def evaluate_nvs(pipe: ViewSampler, data_dir: str | Path, protocol: str = "random", *, input_view: str | int | None = None,
                  num_targets: int | None = None, limit: int | None = None, seed: int = 0,
-                 baseline: Any | None = None, baseline_name: str = "baseline", model_name: str = "model",
+                 baseline: ViewSampler | None = None, baseline_name: str = "baseline", model_name: str = "model",
                  num_samples: int = 1, guidance_scale: float = 3.0, num_inference_steps: int = 50,
                  out_dir: str | Path | None = None, metrics: ImageMetrics | None = None,
                  lpips_weights: str | None = None, fid_weights: str | None = None, ci: str = "t",
@@ -165,11 +154,9 @@ def evaluate_nvs(pipe: Any, data_dir: str | Path, protocol: str = "random", *, i
     object; None = when the first object has the views at elevation 30 deg, azimuth 0 and +-90 deg. With
     ``out_dir``, results are appended per object to ``out_dir/results.jsonl`` and an interrupted run continues
     where it stopped; predicted images, the summary (``summary.md/.json/.csv``) and ``figure.png`` are written
-    there too. ``sampler_kwargs`` (e.g. ``scheduler``, ``eta``) go to the pipes that accept them;
+    there too. ``sampler_kwargs`` (e.g. ``scheduler``, ``eta``) go to every pipe's call;
     ``config_extra`` joins the configuration that a resumed run must match.
     """
-    from tqdm.auto import tqdm
-
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if num_samples < 1:
@@ -179,7 +166,7 @@ def evaluate_nvs(pipe: Any, data_dir: str | Path, protocol: str = "random", *, i
     if len({model_name, baseline_name, *CONSTANT_METHODS}) < 2 + len(CONSTANT_METHODS):
         raise ValueError(f"model, baseline and the baselines {CONSTANT_METHODS} need distinct names")
     metrics = metrics or ImageMetrics(lpips_weights=lpips_weights, fid_weights=fid_weights)
-    model_size = int(getattr(pipe, "image_size", 256))
+    model_size = int(pipe.image_size)
     size = int(image_size or model_size)
     methods = [model_name] + ([baseline_name] if baseline is not None else []) + list(CONSTANT_METHODS)
     objects = list_objects(data_dir, limit)

@@ -18,6 +18,7 @@ from typing import Any
 
 from zero1to3.atomic import atomic_path, write_json_atomic, write_text_atomic
 from zero1to3.evaluation.stats import Summary, summarize
+from zero1to3.jsonable import json_safe
 
 RESULTS_FILE = "results.jsonl"
 CONFIG_FILE = "config.json"
@@ -172,7 +173,7 @@ class EvalResult:
         out.mkdir(parents=True, exist_ok=True)
         md, js, cs = out / f"{stem}.md", out / f"{stem}.json", out / f"{stem}.csv"
         write_text_atomic(md, self.markdown())
-        write_json_atomic(js, _json_safe(self.to_dict()))
+        write_json_atomic(js, json_safe(self.to_dict()))
         set_names = sorted({k for d in self.set_metrics.values() for k in d})
         with atomic_path(cs) as tmp_csv, open(tmp_csv, "w", newline="") as f:
             w = csv.writer(f)
@@ -206,16 +207,3 @@ def _fmt_summary(s: Summary, digits: int) -> str:
     if s.low is None:
         return f"{s.mean:.{digits}f}"
     return f"{s.mean:.{digits}f} [{s.low:.{digits}f}, {s.high:.{digits}f}]"
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN/inf -> None so the JSON is standard."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

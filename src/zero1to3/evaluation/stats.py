@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy.stats import t as student_t
 
 CI_METHODS = ("t", "bootstrap")
 
@@ -50,8 +51,6 @@ def summarize(values: Sequence[float], method: str = "t", level: float = 0.95, r
     if n < 2:
         return Summary(mean, None, None, n)
     if method == "t":
-        from scipy.stats import t as student_t
-
         half = float(student_t.ppf(0.5 + level / 2.0, n - 1)) * float(x.std(ddof=1)) / math.sqrt(n)
         return Summary(mean, mean - half, mean + half, n)
     rng = np.random.default_rng(seed)

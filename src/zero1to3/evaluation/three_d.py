@@ -10,10 +10,15 @@ ground truth but missing from the predictions are reported in the notices and le
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import trimesh
+from tqdm.auto import tqdm
+
 from zero1to3.evaluation.results import EvalResult, ResultStore
+from zero1to3.recon.metrics import evaluate_mesh
 
 MESH_EXTENSIONS = (".obj", ".ply", ".glb", ".gltf", ".off", ".stl")
 METRICS_3D = ["chamfer", "iou", "fscore"]
@@ -44,7 +49,6 @@ def default_mesh_metrics(**kwargs: Any) -> MeshMetricFn:
     ``iou_resolution``, ``normalize``, ``seed``. All its numbers are kept in the per-object records
     (accuracy, completeness, precision, recall too); the table shows Chamfer, IoU and F-score.
     """
-    from zero1to3.recon.metrics import evaluate_mesh
 
     def compute(pred: Any, gt: Any) -> dict[str, float]:
         result = evaluate_mesh(pred, gt, **kwargs)
@@ -55,8 +59,6 @@ def default_mesh_metrics(**kwargs: Any) -> MeshMetricFn:
 
 
 def _load_mesh(path: Path) -> Any:
-    import trimesh
-
     return trimesh.load(path, force="mesh")
 
 
@@ -71,9 +73,7 @@ def evaluate_3d(pred_dir: str | Path, gt_dir: str | Path, *, limit: int | None =
     :func:`default_mesh_metrics`; meshes are loaded with trimesh. ``config_extra`` (e.g. the metric
     settings) joins the configuration that a resumed run must match.
     """
-    import tempfile
 
-    from tqdm.auto import tqdm
 
     metric_fn = metric_fn or default_mesh_metrics()
     gt = find_meshes(gt_dir)

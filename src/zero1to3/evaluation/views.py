@@ -22,6 +22,7 @@ from PIL import Image
 
 from zero1to3.camera import RelativePose, relative_pose, spherical_of_camera
 from zero1to3.inputs import open_image
+from zero1to3.preprocess import RESAMPLE, composite_on_white
 
 PROTOCOLS = ("random", "orbit16")
 #: orbit16: 16 views at this elevation, evenly spaced in azimuth (the protocol of later papers, SPEC §8).
@@ -69,26 +70,21 @@ class ViewTask:
 
 
 def load_rgb(path: Path, size: int | None = None) -> np.ndarray:
-    """PNG -> uint8 RGB on a white background (as the reference composites its renders), optionally resized.
+    """PNG -> uint8 RGB on a white background, resized to ``size`` as training data is (preprocess.composite_on_white).
 
     An unreadable or oversize file raises :class:`~zero1to3.inputs.ImageInputError` naming it."""
     with open_image(path) as im:
-        im = im.convert("RGBA")
-        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        rgb = Image.alpha_composite(white, im).convert("RGB")
-    if size is not None and rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.Resampling.LANCZOS)
-    return np.asarray(rgb, dtype=np.uint8)
+        return np.array(composite_on_white(im.convert("RGBA"), size), np.uint8)
 
 
 def load_alpha(path: Path, size: int | None = None) -> np.ndarray | None:
-    """The PNG's alpha as float [H, W] in [0, 1], resized (Lanczos, as :func:`load_rgb`); None if it has none."""
+    """The PNG's alpha as float [H, W] in [0, 1], resized with the filter of :func:`load_rgb`; None if it has none."""
     with Image.open(path) as im:
         if im.mode not in ("RGBA", "LA", "PA") and "transparency" not in im.info:
             return None
         alpha = im.convert("RGBA").getchannel("A")
     if size is not None and alpha.size != (size, size):
-        alpha = alpha.resize((size, size), Image.Resampling.LANCZOS)
+        alpha = alpha.resize((size, size), RESAMPLE, reducing_gap=None)
     return np.asarray(alpha, dtype=np.float32) / 255.0
 
 

@@ -16,7 +16,7 @@ from skimage import measure
 
 from ..camera import REFERENCE_FOV_DEG, focal_length_pixels
 from .field import VoxelField
-from .views import camera_at
+from zero1to3.camera import camera_at
 
 
 def _grid_points(resolution: int, bound: float) -> np.ndarray:

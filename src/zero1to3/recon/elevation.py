@@ -15,10 +15,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from ..camera import RelativePose
+from zero1to3.camera import RelativePose, camera_at
+from zero1to3.protocols import ScoreModel
+
 from .baseline import hull_silhouette_iou, visual_hull
-from .views import Reference, camera_at, estimate_mask
+from .views import Reference, estimate_mask
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ def score_elevations(ref_mask: np.ndarray, view_masks: list[np.ndarray], views: 
     return scores
 
 
-def estimate_elevation(pipe: Any, reference: Reference, candidates: list[float], radius: float,
+def estimate_elevation(pipe: ScoreModel, reference: Reference, candidates: list[float], radius: float,
                        fov_deg: float, default_deg: float = 0.0,
                        azimuths_deg: tuple[float, ...] = (45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0),
                        elevation_offsets_deg: tuple[float, ...] = (0.0, 30.0),
@@ -74,8 +77,6 @@ def estimate_elevation(pipe: Any, reference: Reference, candidates: list[float],
     out = pipe(reference.image, poses, num_samples=1, guidance_scale=guidance_scale,
                num_inference_steps=num_inference_steps, seed=seed)
     images = np.asarray(out.array)[:, 0].astype(np.float32) / 255.0       # [V, H, W, 3]
-    from PIL import Image
-
     def small(mask: np.ndarray) -> np.ndarray:
         img = Image.fromarray((mask * 255).astype(np.uint8)).resize((mask_resolution,) * 2, Image.BILINEAR)
         return np.asarray(img, np.float32) / 255.0

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zero1to3.camera import camera_center, focal_length_pixels
+
 #: Transmittance below which a ray is considered finished (early ray termination).
 DEFAULT_MIN_TRANSMITTANCE = 1e-3
 #: Density (per world unit) below which a cell counts as empty for space skipping. A sample of length one
@@ -64,8 +66,8 @@ def camera_rays(world_to_camera: torch.Tensor, fov_deg: float, resolution: int,
     camera-space depth, which makes depth maps free.
     """
     device = world_to_camera.device
-    rot, trans = world_to_camera[:, :, :3], world_to_camera[:, :, 3]
-    focal = 0.5 * resolution / math.tan(math.radians(fov_deg) / 2.0)
+    rot = world_to_camera[:, :, :3]
+    focal = focal_length_pixels(resolution, fov_deg)
     idx = torch.arange(resolution, device=device, dtype=torch.float32)
     v, u = torch.meshgrid(idx, idx, indexing="ij")
     u, v = u.reshape(-1) + 0.5, v.reshape(-1) + 0.5
@@ -75,7 +77,7 @@ def camera_rays(world_to_camera: torch.Tensor, fov_deg: float, resolution: int,
     cam_dirs = torch.stack([(u - resolution / 2.0) / focal, -(v - resolution / 2.0) / focal,
                             -torch.ones_like(u)], dim=-1)                          # [N, 3]
     dirs = torch.einsum("bji,nj->bni", rot, cam_dirs)                               # R^T d
-    origins = -torch.einsum("bji,bj->bi", rot, trans)                               # C = -R^T t
+    origins = camera_center(world_to_camera)
     return origins[:, None, :].expand_as(dirs), dirs
 
 

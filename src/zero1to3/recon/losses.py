@@ -12,12 +12,15 @@ during tests:
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from zero1to3.protocols import Condition, ScoreModel
 
 from .config import ReconConfig
 
@@ -53,7 +56,6 @@ def _repeat_condition(cond: Any, batch: int) -> Any:
     """``cond`` with its tensors repeated to ``batch`` (keeps the caller's condition class)."""
     if cond.clip_embedding.shape[0] == batch:
         return cond
-    import copy
 
     out = copy.copy(cond)
     for name in ("clip_embedding", "concat_latent"):
@@ -62,7 +64,7 @@ def _repeat_condition(cond: Any, batch: int) -> Any:
     return out
 
 
-def sds_loss(pipe: Any, images: torch.Tensor, cond: Any, pose_vectors: torch.Tensor, timestep: int,
+def sds_loss(pipe: ScoreModel, images: torch.Tensor, cond: Condition, pose_vectors: torch.Tensor, timestep: int,
              guidance_scale: float = 3.0, generator: torch.Generator | None = None
              ) -> tuple[torch.Tensor, SDSInfo]:
     """Score distillation through Zero-1-to-3: gradient w(t) (eps_hat - eps) on the rendered latents.

@@ -18,21 +18,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import imageio.v2 as imageio
 import numpy as np
 import torch
 import trimesh
 from PIL import Image
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from zero1to3.atomic import atomic_path, write_text_atomic
+from zero1to3.camera import camera_at
+from zero1to3.jsonable import json_safe
+from zero1to3.protocols import ScoreModel
+
+from .config import ReconConfig
 from .elevation import ElevationEstimate, estimate_elevation
 from .field import VoxelField
-from .config import ReconConfig
-from .losses import (near_view_loss, opacity_entropy_loss, reference_losses, sample_timestep,
-                     sds_loss, sparsity_loss)
+from .losses import near_view_loss, opacity_entropy_loss, reference_losses, sample_timestep, sds_loss, sparsity_loss
 from .mesh import IsoChoice, export_mesh, extract_mesh
+from .views import Reference, jittered_camera, pose_vector, prepare_reference
 
 __all__ = ["ReconConfig", "ReconResult", "reconstruct", "render_turntable", "render_views"]
-from .views import Reference, camera_at, jittered_camera, pose_vector, prepare_reference
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +64,6 @@ class ReconResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"mesh": export_mesh(self.mesh, out / f"mesh.{mesh_format}", mesh_format)}
-        from safetensors.torch import save_file
-
-        from zero1to3.atomic import atomic_path, write_text_atomic
-
         state = self.field.state()  # safetensors: a saved field is read back without unpickling anything
         with atomic_path(out / "field.safetensors") as tmp:
             save_file({k: v.contiguous() for k, v in state.items() if torch.is_tensor(v)}, str(tmp),
@@ -69,23 +71,13 @@ class ReconResult:
         paths["field"] = out / "field.safetensors"
         settings = dict(self.settings, timings=self.timings, history=self.history[-1:] if self.history else [])
         paths["settings"] = out / "settings.json"
-        write_text_atomic(paths["settings"], json.dumps(settings, indent=2, default=_json_default))
+        write_text_atomic(paths["settings"], json.dumps(json_safe(settings), indent=2))
         if turntable:
             paths["turntable"] = render_turntable(
                 self.field, out / f"turntable.{video_format}", frames=turntable_frames,
                 elevation_deg=self.elevation_deg, radius=self.settings["config"]["radius"],
                 fov_deg=self.settings["config"]["fov_deg"], resolution=turntable_resolution)
         return paths
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, (Path, torch.device, torch.dtype)):
-        return str(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 @torch.no_grad()
@@ -103,7 +95,6 @@ def render_turntable(field_: VoxelField, path: str | Path, frames: int = 60, ele
                      radius: float = 2.0, fov_deg: float = 49.1, resolution: int = 256, fps: int = 20
                      ) -> Path:
     """A full azimuth orbit of the field at the input elevation, as GIF (or .mp4 with imageio-ffmpeg)."""
-    import imageio.v2 as imageio
 
     path = Path(path)
     cams = [camera_at(elevation_deg, 360.0 * i / frames, radius) for i in range(frames)]
@@ -136,7 +127,7 @@ def _sample_novel(rng: np.random.Generator, config: ReconConfig, elevation: floa
     return np.stack(cams), np.stack(poses)
 
 
-def reconstruct(pipe: Any, image: Any, config: ReconConfig | None = None, *,
+def reconstruct(pipe: ScoreModel, image: Any, config: ReconConfig | None = None, *,
                 preview_dir: str | Path | None = None, preview_every: int | None = None,
                 progress: bool = True, callback: Callable[[int, dict[str, float]], None] | None = None
                 ) -> ReconResult:

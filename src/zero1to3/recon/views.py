@@ -17,13 +17,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from ..camera import RelativePose, look_at, spherical_to_cartesian
-
-
-def camera_at(elevation_deg: float, azimuth_deg: float, radius: float) -> np.ndarray:
-    """World->camera [R|t] (3x4) of a camera at that elevation/azimuth/distance looking at the origin."""
-    polar = math.radians(90.0 - elevation_deg)
-    return look_at(spherical_to_cartesian(polar, math.radians(azimuth_deg), radius))
+from zero1to3.camera import RelativePose, camera_position, look_at
 
 
 def pose_vector(elevation_deg: float, azimuth_deg: float, radius: float, ref_elevation_deg: float,
@@ -40,8 +34,7 @@ def pose_vector(elevation_deg: float, azimuth_deg: float, radius: float, ref_ele
 def jittered_camera(elevation_deg: float, radius: float, jitter: float, rng: np.random.Generator
                     ) -> np.ndarray:
     """The input camera with its position moved by N(0, jitter^2) per axis, still aimed at the origin."""
-    position = spherical_to_cartesian(math.radians(90.0 - elevation_deg), 0.0, radius)
-    return look_at(position + rng.normal(0.0, jitter, size=3))
+    return look_at(camera_position(elevation_deg, 0.0, radius) + rng.normal(0.0, jitter, size=3))
 
 
 @dataclass

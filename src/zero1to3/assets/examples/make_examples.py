@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zero1to3.camera import look_at, spherical_to_cartesian
+from zero1to3.camera import camera_at
 from zero1to3.data.procedural import random_object
 from zero1to3.data.render import render_views
 
@@ -20,15 +20,13 @@ FAMILY_SEED = 7007
 
 
 def main(size: int = 192) -> None:
-    import math
-
     from PIL import Image
 
     out = Path(__file__).resolve().parent
     for index, elevation, azimuth, name in EXAMPLES:
         mesh = random_object((FAMILY_SEED, index))
-        position = spherical_to_cartesian(math.radians(90.0 - elevation), math.radians(azimuth), 1.9)
-        rgba = render_views(mesh, [look_at(position)], resolution=size, supersample=2, msaa=False).rgba[0]
+        rgba = render_views(mesh, camera_at(elevation, azimuth, 1.9)[None], resolution=size, supersample=2,
+                            msaa=False).rgba[0]
         Image.fromarray(rgba).save(out / name, optimize=True)
         print(name, (out / name).stat().st_size, "bytes")
 
