@@ -1,7 +1,8 @@
-"""Single-image 3D reconstruction quality on held-out procedural objects (issue 6).
+"""Single-image 3D reconstruction quality on held-out objects (issue 6; real test-split objects: issue 15).
 
-For each of ``--objects`` procedural objects of family 987654 (training used family 0) one rendered view is
-the input; the shipped default model (``Zero123Pipeline.from_pretrained()``) supervises the reconstruction.
+For each of ``--objects`` held-out objects (procedural family 987654, training used family 0; or the
+objects of ``--data``, a render folder written with ``--save-mesh``, e.g. the corpus's test split) one
+rendered view is the input; the shipped default model (``Zero123Pipeline.from_pretrained()``) supervises the reconstruction.
 The result and the mask-only baselines (visual hull of the reference mask, and a sphere) are scored
 against the true mesh with :func:`zero1to3.recon.metrics.evaluate_mesh` (unit-box normalisation, Chamfer,
 volumetric IoU, F-score@0.05). Prints a Markdown table and writes ``results.json`` to ``--out``.
@@ -15,6 +16,9 @@ Scale and translation are left to ``evaluate_mesh``'s unit-box normalisation (th
 changes the apparent object size, and the render radius differs from the reconstruction's 2.0).
 
     python benchmarks/recon_quality.py --objects 3 --steps 300 --seed 0 --out /tmp/recon_quality
+    # real test objects, 4 processes sharing one GPU (objects k, k+4, ...):
+    zero1to3 render -o rq --meshes <test-split GLBs> --views 13 --resolution 64 --save-mesh
+    for k in 0 1 2 3; do python benchmarks/recon_quality.py --data rq --objects 20 --part $k/4 --out out$k & done
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sds-weight", type=float, default=None, help="override ReconConfig.w_sds")
     p.add_argument("--elevation-range", type=float, nargs=2, default=(-10.0, 35.0),
                    help="input view = first view whose elevation lies in this range")
+    p.add_argument("--data", type=Path, default=None,
+                   help="render folder with mesh.ply per object (render --save-mesh) instead of procedural objects")
+    p.add_argument("--part", default="0/1", metavar="K/N",
+                   help="evaluate objects K, K+N, K+2N, ... (N processes can share one GPU)")
     p.add_argument("--turntable", type=Path, default=None,
                    help="write the first object's turntable GIF here (and its input as <stem>_input.png)")
     return p.parse_args(argv)
@@ -100,14 +108,18 @@ def main(argv=None) -> None:
 
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    data = args.out / "data"
-    render_dataset(data, args.objects, num_views=13, resolution=64, seed=HELD_OUT_SEED, save_mesh=True,
-                   progress=False)
-    pipe = Zero123Pipeline.from_pretrained(args.model)
+    data = args.data
+    if data is None:
+        data = args.out / "data"
+        render_dataset(data, args.objects, num_views=13, resolution=64, seed=HELD_OUT_SEED, save_mesh=True,
+                       progress=False)
+    part, parts = (int(v) for v in args.part.split("/"))
+    pipe = Zero123Pipeline.from_pretrained(args.model, device="cuda" if torch.cuda.is_available() else "cpu")
     n = len(args.grid)
     extra = {} if args.sds_weight is None else {"w_sds": args.sds_weight}
     records = []
-    for k, folder in enumerate(sorted(p for p in data.iterdir() if p.is_dir())[: args.objects]):
+    folders = sorted(p for p in data.iterdir() if p.is_dir())[: args.objects][part::parts]
+    for k, folder in enumerate(folders):
         view, elev, az, radius = pick_view(folder, *args.elevation_range)
         pose = np.load(folder / f"{view:03d}.npy")
         gt_world = trimesh.load(folder / "mesh.ply", force="mesh")

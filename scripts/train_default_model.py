@@ -131,9 +131,8 @@ def evaluate(pipe, images: np.ndarray, poses: np.ndarray, steps: int, limit: int
 
 
 def write_orbit(pipe, images: np.ndarray, poses: np.ndarray, out: Path, steps: int) -> None:
-    import imageio.v2 as imageio
-
     from zero1to3.camera import orbit, spherical_of_camera
+    from zero1to3.media import save_animation
 
     polar = spherical_of_camera(poses[0, 0])[0]
     elevation = 90.0 - np.degrees(polar)
@@ -141,7 +140,7 @@ def write_orbit(pipe, images: np.ndarray, poses: np.ndarray, out: Path, steps: i
     frames = pipe(images[0, 0], views, num_samples=1, num_inference_steps=steps, preprocess=False, seed=0).array[:, 0]
     big = [np.kron(f, np.ones((2, 2, 1), dtype=np.uint8)) for f in frames]
     inp = np.kron(images[0, 0], np.ones((2, 2, 1), dtype=np.uint8))
-    imageio.mimsave(out / "orbit_heldout.gif", [np.concatenate([inp, f], 1) for f in big], duration=0.12, loop=0)
+    save_animation(out / "orbit_heldout.gif", [np.concatenate([inp, f], 1) for f in big], fps=8)
 
 
 def main() -> int:

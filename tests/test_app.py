@@ -134,7 +134,7 @@ def test_sample_views_matches_pipeline_call(tiny_pipe, scheduler: str) -> None:
     steps: list[tuple[int, int]] = []
     kwargs = dict(num_samples=2, guidance_scale=3.0, num_inference_steps=4, scheduler=scheduler, seed=7)
     got = app.sample_views(tiny_pipe, image, poses, on_step=lambda i, n: steps.append((i, n)), **kwargs)
-    want = tiny_pipe(image, poses, **kwargs).array
+    want = tiny_pipe(image, poses, latents=app.per_sample_latents(tiny_pipe, 7, 2, len(poses)), **kwargs).array
     assert got.shape == want.shape == (2, 2, 64, 64, 3)
     np.testing.assert_array_equal(got, want)
     total = denoiser_steps(4, scheduler)
@@ -198,3 +198,26 @@ def test_recon_config_presets() -> None:
     assert full.grid_resolutions == ReconConfig().grid_resolutions
     with pytest.raises(ValueError, match="unknown quality"):
         app.recon_config("ultra", 10, 0, 0)
+
+
+def test_per_sample_seeds_reproduce_each_sample(tiny_pipe) -> None:
+    image = app.example_images()[0]
+    kwargs = dict(guidance_scale=3.0, num_inference_steps=3, scheduler="ddim")
+    batch = app.sample_views(tiny_pipe, image, [RelativePose.from_degrees(0, 90)], num_samples=3, seed=5, **kwargs)
+    alone = app.sample_views(tiny_pipe, image, [RelativePose.from_degrees(0, 90)], num_samples=1, seed=7, **kwargs)
+    assert np.abs(batch[0, 2].astype(int) - alone[0, 0]).max() <= 1  # "seed 7" in the caption is sample 3 of seed 5
+    assert not np.array_equal(batch[0, 0], batch[0, 1])
+
+
+def test_preview_is_at_the_model_size_and_notes(tiny_pipe) -> None:
+    preview = app.preprocess_preview(app.example_images()[0], 0.6, size=256, model_size=tiny_pipe.image_size)
+    pixels = np.asarray(preview)
+    assert preview.size == (256, 256)
+    block = 256 // tiny_pipe.image_size  # square pixels: each model pixel is a block of equal values
+    assert (pixels[::block, ::block] == pixels[block - 1::block, block - 1::block]).all()
+    assert app.slow_choice_warning("full (recipe, GPU)", 600, on_gpu=False).startswith("⚠️")
+    assert app.slow_choice_warning("full (recipe, GPU)", 600, on_gpu=True) == ""
+    assert app.slow_choice_warning("fast (CPU preview)", 60, on_gpu=False) == ""
+    assert app.slow_choice_warning("fast (CPU preview)", 400, on_gpu=False).startswith("⚠️")
+    note = app.about_model(tiny_pipe, app.DemoInfo())
+    assert f"{tiny_pipe.image_size}×{tiny_pipe.image_size} px" in note and app.MODEL_CARD in note

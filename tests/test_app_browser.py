@@ -112,7 +112,7 @@ def test_generate_four_views(page, tmp_path: Path) -> None:
 
     example = REPO / "src" / "zero1to3" / "assets" / "examples" / "bear.png"
     page.locator("#input-image input[type=file]").set_input_files(str(example))
-    expect(page.locator("#preview-image img")).to_be_visible()
+    expect(page.locator("#preview-image img")).to_be_visible(timeout=60_000)  # a loaded CPU can take > 5 s
 
     # A preset, then the azimuth slider moved by keyboard (as a person dragging it would): plot follows.
     page.locator("#preset-behind").click()

@@ -155,3 +155,16 @@ def test_camera_at_batched_and_at_the_poles():
     rel = cam.orbit(4, elevation_deg=30.0, input_elevation_deg=30.0)
     for k in range(4):
         np.testing.assert_allclose(cam.relative_pose(ring[k], ring[0]).vector(), rel[k].vector(), atol=1e-6)
+
+
+def test_between_elevations_is_the_one_elevation_rule() -> None:
+    from zero1to3.camera import RelativePose, orbit, spiral
+
+    up = RelativePose.between_elevations(10.0, 40.0, 90.0, 0.5)  # camera moves up 30 deg: polar shrinks
+    assert up.degrees() == pytest.approx((-30.0, 90.0, 0.5))
+    assert [p.degrees() for p in orbit(2, elevation_deg=40.0, input_elevation_deg=10.0)] == \
+        [pytest.approx((-30.0, 0.0, 0.0)), pytest.approx((-30.0, 180.0, 0.0))]
+    assert spiral(4, elevation_amplitude_deg=20.0, input_elevation_deg=5.0)[1].degrees() == \
+        pytest.approx((-20.0, 90.0, 0.0))
+    with pytest.raises(Exception, match="elevation"):
+        RelativePose.between_elevations(float("nan"), 0.0)

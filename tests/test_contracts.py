@@ -84,9 +84,13 @@ def _same_images(a: np.ndarray, b: np.ndarray) -> None:
 
 
 def test_dtype_round_trip(tiny_pipe, tmp_path) -> None:
-    """Saving in fp16 leaves the pipeline in fp32 and loads back the fp16-rounded weights, exactly."""
+    """Saving in fp16 leaves the pipeline in fp32, its weights untouched, and loads back the fp16-rounded
+    weights, exactly."""
+    before = {k: v.clone() for k, v in tiny_pipe.unet.state_dict().items()}
     tiny_pipe.save_pretrained(tmp_path / "half", dtype=torch.float16)
     assert tiny_pipe.dtype == torch.float32
+    for key, value in tiny_pipe.unet.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=f"live unet.{key} changed by the save")
     loaded = Zero123Pipeline.from_pretrained(tmp_path / "half", dtype=torch.float32)
     for name in ("unet", "vae", "image_encoder", "camera_projection"):
         ours = dict(getattr(tiny_pipe, name).state_dict())

@@ -138,3 +138,38 @@ def test_orbit_views_for_the_16_view_protocol(tmp_path):
         assert np.degrees(polar) == pytest.approx(60.0, abs=1e-3)
         assert np.degrees(azimuth) % 360 == pytest.approx(90.0 * k, abs=1e-3)
         assert radius == pytest.approx(2.0, abs=1e-4)
+
+
+def test_object_light_is_deterministic_per_object_and_varies_between_objects() -> None:
+    from zero1to3.data.writer import object_light
+
+    a, a_again, b = object_light(7, "chair_01"), object_light(7, "chair_01"), object_light(7, "lamp_02")
+    assert a == a_again and a != b and object_light(8, "chair_01") != a
+    for light in (a, b):  # a key light plus 1-2 fills, ambient and a mild highlight
+        assert 2 <= len(light.lights()) <= 3 and 0.35 <= light.ambient <= 0.55 and 0.0 <= light.specular <= 0.25
+    sphere = _coloured(trimesh.creation.icosphere(subdivisions=3, radius=0.5), (180, 180, 180))
+    pose = look_at((0.0, -2.0, 0.0))
+    image_a = render_views(sphere, pose, 48, light=a, msaa=False).rgba[0]
+    np.testing.assert_array_equal(image_a, render_views(sphere, pose, 48, light=a_again, msaa=False).rgba[0])
+    image_b = render_views(sphere, pose, 48, light=b, msaa=False).rgba[0]
+    assert np.abs(image_a[..., :3].astype(int) - image_b[..., :3].astype(int)).mean() > 3
+
+
+def test_fill_light_and_specular_add_light() -> None:
+    sphere = _coloured(trimesh.creation.icosphere(subdivisions=3, radius=0.5), (120, 120, 120))
+    pose = look_at((0.0, -2.0, 0.0))
+    key = Light(direction=(0.0, -1.0, 0.0), intensity=0.5, ambient=0.2)
+    with_fill = Light(direction=(0.0, -1.0, 0.0), intensity=0.5, ambient=0.2, fill=(((1.0, 0.0, 0.0), 0.4),))
+    shiny = Light(direction=(0.0, -1.0, 0.0), intensity=0.5, ambient=0.2, specular=0.5, shininess=16.0)
+    base, filled, glossy = (render_views(sphere, pose, 64, light=light, msaa=False).rgba[0].astype(int)
+                            for light in (key, with_fill, shiny))
+    # Sphere centre faces the camera and the key light: Lambert 0.2 + 0.5 = 0.7 of the albedo.
+    assert abs(base[32, 32, 0] - 0.7 * 120) <= 3
+    # The fill from +X (image right) brightens the right side only.
+    assert filled[32, 44, 0] > base[32, 44, 0] + 20 and abs(filled[32, 20, 0] - base[32, 20, 0]) <= 2
+    # Light and camera coincide: the Blinn-Phong highlight peaks at the centre, adding
+    # intensity * specular * 255 = 0.5 * 0.5 * 255 there, and fades towards the rim.
+    assert abs(glossy[32, 32, 0] - base[32, 32, 0] - 64) <= 3
+    assert glossy[32, 44, 0] - base[32, 44, 0] < 20
+    with pytest.raises(ValueError):
+        Light(fill=((((1.0, 0, 0)), 0.1),) * 4).lights()

@@ -102,3 +102,18 @@ def test_unpack_gives_back_the_views(rendered: Path, tmp_path: Path) -> None:
     assert (images[packed.alpha == 0] == 255).all()
     original, _, _ = load_views_array(rendered, SIZE, cache=False)
     assert np.abs(images.astype(np.int16) - original).mean() < 1.5
+
+
+def test_cli_pack_and_unpack(rendered: Path, tmp_path: Path, capsys) -> None:
+    from zero1to3.cli import main
+
+    assert main(["data", "pack", str(rendered), "-o", str(tmp_path / "sh"), "--size", str(SIZE)]) == 0
+    assert "packed 3 objects x 4 views" in capsys.readouterr().out
+    assert main(["data", "unpack", str(tmp_path / "sh"), "-o", str(tmp_path / "png")]) == 0
+    assert len(list_objects_in(tmp_path / "png")) == 3
+    assert main(["data", "pack", str(rendered), "-o", str(tmp_path / "x"), "--size", "30"]) == 2
+    assert "multiple of 8" in capsys.readouterr().err
+
+
+def list_objects_in(root: Path) -> list[Path]:
+    return [p for p in root.iterdir() if p.is_dir()]

@@ -33,7 +33,9 @@ def test_shapes_and_batching(pipe, photo):
     poses = [RelativePose.from_degrees(0, 90), RelativePose.from_degrees(-20, 180, 0.1)]
     out = pipe(photo, poses, num_samples=3, num_inference_steps=3, seed=0)
     assert out.array.shape == (2, 3, 64, 64, 3) and out.array.dtype == np.uint8
-    assert len(out.images) == 2 and len(out.images[0]) == 3
+    assert len(out.images) == 6 and out.images[4].size == (64, 64)  # flat, pose-major (diffusers)
+    assert len(out.images_per_pose) == 2 and len(out.images_per_pose[0]) == 3
+    assert np.array_equal(np.asarray(out.images[4]), out.array[1, 1])
     assert out.grid().size == (4 * 64, 2 * 64)
     # samples of one pose differ (different noise), so the model is generative
     assert not np.array_equal(out.array[0, 0], out.array[0, 1])

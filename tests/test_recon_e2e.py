@@ -153,11 +153,18 @@ def test_cli_recon_runs_with_stand_in_pipe(tmp_path, monkeypatch, capsys) -> Non
     build_config = recon_cli.build_config
     cfg = build_config(args)
     assert cfg.w_near == 0.0 and cfg.elevation_deg == 5.0 and cfg.steps == 4
-    monkeypatch.setattr(recon_cli, "build_config", lambda a: ReconConfig(**dict(
+    fast = build_config(parser.parse_args(["recon", str(image), "-o", "x"]), "cpu")  # default on a CPU
+    full = build_config(parser.parse_args(["recon", str(image), "-o", "x"]), "cuda")  # default on a GPU
+    assert (fast.steps, fast.batch_size, fast.grid_resolutions) == (60, 2, (32, 48))
+    assert full == ReconConfig(preprocess=True)
+    chosen = build_config(parser.parse_args(["recon", str(image), "-o", "x", "--preset", "full", "--steps", "7"]),
+                          "cpu")
+    assert chosen.steps == 7 and chosen.grid_resolutions == ReconConfig().grid_resolutions
+    monkeypatch.setattr(recon_cli, "build_config", lambda a, device="cpu": ReconConfig(**dict(
         TINY, steps=4, batch_size=1, w_near=0.0, elevation_deg=5.0, preprocess=False)))
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "mesh.ply" in out and (tmp_path / "o" / "mesh.ply").exists()
+    assert "mesh.ply" in out and (tmp_path / "o" / "mesh.ply").exists() and "preset fast (default on cpu)" in out
     assert (tmp_path / "o" / "preview").is_dir()
     with pytest.raises(SystemExit):
         parser.parse_args(["recon", str(image), "-o", "x", "--elevation", "3", "--estimate-elevation"])

@@ -109,3 +109,18 @@ def test_bench_config_from_flags_and_its_json(tmp_path) -> None:
     assert bench_config(parser.parse_args(["bench", "--config", str(tmp_path / "b.json")])) == cfg
     with pytest.raises(CLIError, match="exclude"):
         bench_config(parser.parse_args(["bench", "--random-weights", "--model", "m"]))
+
+
+def test_recon_preset_is_the_base_under_settings_file_and_flags(tmp_path) -> None:
+    """--preset fills what neither the settings file nor a flag gives: preset < --config < flags."""
+    from zero1to3.cli.recon import build_config
+    from zero1to3.recon.config import RECON_PRESETS
+
+    (tmp_path / "s.json").write_text(json.dumps({"steps": 9, "batch_size": 3}))
+    args = build_parser().parse_args(["recon", "x.png", "-o", "o", "--preset", "fast", "--config",
+                                      str(tmp_path / "s.json"), "--batch-size", "5"])
+    cfg = build_config(args, "cuda")  # a named preset wins over the device's default (full on a GPU)
+    fast = RECON_PRESETS["fast"]
+    assert (cfg.steps, cfg.batch_size) == (9, 5)
+    assert (cfg.grid_resolutions, cfg.milestones) == (fast["grid_resolutions"], fast["milestones"])
+    assert cfg.lr == ReconConfig().lr and fast["steps"] != 9

@@ -239,21 +239,40 @@ def _check(flag: threading.Event | None) -> None:
 
 # ----------------------------------------------------------------------------------------------- model work
 def preprocess_preview(image: Any, foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
-                       size: int = DISPLAY_SIZE) -> Image.Image:
+                       size: int = DISPLAY_SIZE, model_size: int | None = None) -> Image.Image:
     """What the model will see: the object cropped, scaled to ``foreground_ratio`` and put on white.
 
-    Raises :class:`ImageInputError` for an unreadable image or one with no object.
+    With ``model_size`` the image is made at the model's resolution and enlarged to ``size`` with square
+    pixels, so the page shows the detail the model really gets. Raises :class:`ImageInputError` for an
+    unreadable image or one with no object.
     """
     if image is None:
         raise ImageInputError("no image: upload one or pick an example")
-    return preprocess_image(image, PreprocessConfig(size=size, foreground_ratio=float(foreground_ratio)))
+    made = preprocess_image(image, PreprocessConfig(size=model_size or size, foreground_ratio=float(foreground_ratio)))
+    if made.width < size:
+        made = made.resize((size, size), Image.Resampling.NEAREST)
+    return made
+
+
+def per_sample_latents(pipe: "Zero123Pipeline", seed: int, num_samples: int, num_poses: int = 1):
+    """Starting noise where sample i comes from seed + i (the same for every pose).
+
+    DDIM at eta 0 and DPM-Solver++ draw no other noise, so a sample shown as "seed s" is reproduced by
+    asking for one sample with seed s.
+    """
+    import torch
+
+    size = pipe.unet.config.sample_size
+    noise = [torch.randn((1, 4, size, size), generator=torch.Generator().manual_seed(int(seed) + i),
+                         dtype=torch.float32) for i in range(num_samples)]
+    return torch.cat(noise * num_poses)
 
 
 def sample_views(pipe: "Zero123Pipeline", image: Any, poses: Sequence[RelativePose], *, num_samples: int = 4,
                  guidance_scale: float = 3.0, num_inference_steps: int = 50, scheduler: str = "ddim",
                  seed: int = 0, foreground_ratio: float | None = None,
                  on_step: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """``pipe(image, poses, ...)`` as uint8 [P, S, H, W, 3], with a per-step hook ``on_step(done, total)``.
+    """``pipe(image, poses, ...)`` as uint8 [P, S, H, W, 3], sample i from seed + i, with a per-step hook.
 
     The hook reports progress and may raise (e.g. :class:`JobCancelled`) to stop a job mid-sampling.
     """
@@ -261,7 +280,8 @@ def sample_views(pipe: "Zero123Pipeline", image: Any, poses: Sequence[RelativePo
     callback = (lambda i, t, x, eps: on_step(i + 1, total)) if on_step is not None else None
     out = pipe(image, list(poses), num_samples=num_samples, guidance_scale=guidance_scale,
                num_inference_steps=num_inference_steps, scheduler=scheduler, eta=0.0, seed=int(seed),
-               foreground_ratio=foreground_ratio, callback=callback)
+               foreground_ratio=foreground_ratio, callback=callback,
+               latents=per_sample_latents(pipe, seed, num_samples, len(poses)))
     return out.array
 
 
@@ -280,19 +300,20 @@ def orbit_poses(polar: float, radius: float, views: int = ORBIT_VIEWS) -> list[R
 
 
 def write_gif(frames: Sequence[np.ndarray], path: Path, fps: float = 4.0) -> Path:
-    import imageio.v2 as imageio
+    from zero1to3.media import save_animation
 
-    imageio.mimsave(path, [np.asarray(for_display(f)) for f in frames], duration=1.0 / fps, loop=0)
-    return path
+    return save_animation(path, [np.asarray(for_display(f)) for f in frames], fps)
 
 
 #: 3D quality presets: ReconConfig overrides. "fast" keeps a CPU run to a few minutes (coarse grid,
 #: small renders, 2 views per step); "full" is the documented recipe (docs/recon.md), meant for a GPU.
-RECON_QUALITY: dict[str, dict[str, Any]] = {
-    "fast (CPU preview)": dict(batch_size=2, grid_resolutions=(32, 48), render_resolutions=(32, 48),
-                               milestones=(0.0, 0.5)),
-    "full (recipe, GPU)": {},
-}
+def _preset(name: str) -> dict[str, Any]:
+    from zero1to3.recon.config import RECON_PRESETS
+
+    return {k: v for k, v in RECON_PRESETS[name].items() if k != "steps"}  # steps come from the slider
+
+
+RECON_QUALITY: dict[str, dict[str, Any]] = {"fast (CPU preview)": _preset("fast"), "full (recipe, GPU)": _preset("full")}
 
 
 def recon_config(quality: str, steps: int, elevation: float, seed: int) -> Any:
@@ -316,6 +337,36 @@ def recon_status() -> tuple[bool, str]:
 
 
 # ----------------------------------------------------------------------------------------------- app
+#: Where the embedded model's card lives in the project's source tree.
+MODEL_CARD = "docs/model_card.md"
+
+
+def about_model(pipe: "Zero123Pipeline", info: "DemoInfo") -> str:
+    """The page's short note on what the served model is and what it can and cannot do."""
+    size, millions = pipe.image_size, pipe.num_parameters / 1e6
+    where = "GPU" if str(pipe.device).startswith("cuda") else "CPU"
+    text = (f"**{info.model_name}**: {millions:.0f} M parameters, {size}×{size} px views, running on the {where}. ")
+    if info.model_name == "embedded default model":
+        text += ("A small model trained by this project on rendered 3D objects, so that everything works "
+                 "offline on a CPU. It turns the camera around simple objects like the examples; at this size "
+                 "it has little fine detail and real photos come out blurry. For photos, serve the official "
+                 "Zero-1-to-3 weights with `zero1to3 demo --model PATH`. ")
+    return text + (f"Data, training, measured quality and limits: the model card (`{MODEL_CARD}` in the "
+                   "project's source).")
+
+
+def slow_choice_warning(quality: str, steps: float, on_gpu: bool) -> str:
+    """A note when a 3D choice will take very long on this device (empty when it will not)."""
+    if on_gpu:
+        return ""
+    if quality.startswith("full"):
+        return ("⚠️ The full recipe is meant for a GPU: on this CPU it takes hours. The fast preview takes "
+                "minutes.")
+    if float(steps) > 200:
+        return f"⚠️ {int(steps)} steps on a CPU take a long time (60 take a few minutes)."
+    return ""
+
+
 @dataclass
 class DemoInfo:
     """What the page says about the model it runs."""
@@ -367,7 +418,7 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
             return None
         try:
             ratio = check_range("foreground size", float(ratio), 0.05, 1.0)
-            return preprocess_preview(image, ratio)
+            return preprocess_preview(image, ratio, model_size=pipe.image_size)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one message on the page
             gr.Warning(page_message(exc))
             return None
@@ -434,7 +485,7 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
         if array is None:
             return gr.update(), gr.update()
         p, a, r = pose.degrees()
-        gallery = [(for_display(s), f"sample {i + 1} (seed {kwargs['seed']})") for i, s in enumerate(array[0])]
+        gallery = [(for_display(s), f"sample {i + 1} (seed {kwargs['seed'] + i})") for i, s in enumerate(array[0])]
         status = (f"{n} view(s) at polar {polar:+.0f}°, azimuth {azimuth:+.0f}°, radius {radius:+.2f} "
                   f"in {time.perf_counter() - start:.1f} s")
         return gallery, status
@@ -520,6 +571,8 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
                     "background, or with transparency), move the camera, and generate.")
         if info.warning:
             gr.Markdown(f"⚠️ {info.warning}", elem_id="model-warning")
+        with gr.Accordion("About this model", open=False, elem_id="about-model"):
+            gr.Markdown(about_model(pipe, info))
         with gr.Tabs():
             with gr.Tab("Novel views", id="nvs"):
                 with gr.Row():
@@ -528,7 +581,8 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
                                          image_mode=None, height=256, elem_id="input-image")
                         if examples:
                             gr.Examples(examples, inputs=[image], label="Examples (CC0, rendered by the project)")
-                        preview = gr.Image(type="pil", label="Preprocessed input (what the model sees)",
+                        preview = gr.Image(type="pil", label=f"What the model sees ({pipe.image_size}×"
+                                                             f"{pipe.image_size} px, enlarged)",
                                            interactive=False, height=256, elem_id="preview-image")
                         ratio = gr.Slider(0.3, 1.0, value=round(pipe.foreground_ratio, 2), step=0.01,
                                           label="Foreground size (share of the frame)", elem_id="fg-slider")
@@ -550,7 +604,7 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
                             guidance = gr.Slider(1.0, 10.0, value=3.0, step=0.5, label="Guidance scale")
                             steps = gr.Slider(2, 200, value=info.default_steps, step=1, label="Sampler steps")
                             scheduler = gr.Radio(list(SCHEDULER_CHOICES), value="ddim", label="Scheduler")
-                            seed = gr.Number(value=0, precision=0, label="Seed")
+                            seed = gr.Number(value=0, precision=0, label="Seed (sample i uses seed + i)")
                         with gr.Row():
                             generate = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                             stop = gr.Button("Stop", variant="stop", elem_id="stop-btn")
@@ -576,6 +630,10 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
                                                 elem_id="recon-steps")
                         recon_elev = gr.Slider(-30, 60, value=0, step=1, label="Input view elevation (°)",
                                                interactive=recon_ok)
+                        slow_note = gr.Markdown("", elem_id="slow-choice")
+                        for control in (quality, recon_steps):
+                            control.change(lambda q, n: slow_choice_warning(q, n, on_gpu), [quality, recon_steps],
+                                           slow_note)
                         with gr.Row():
                             recon_btn = gr.Button("Reconstruct 3D", variant="primary", interactive=recon_ok,
                                                   elem_id="recon-btn")

@@ -184,6 +184,16 @@ class RelativePose:
         return cls(math.radians(_finite("polar", d_polar)), math.radians(_finite("azimuth", d_azimuth)),
                    _finite("radius", d_radius))
 
+    @classmethod
+    def between_elevations(cls, input_elevation_deg: float, elevation_deg: float, d_azimuth: float = 0.0,
+                           d_radius: float = 0.0) -> "RelativePose":
+        """From a camera at ``input_elevation_deg`` to one at ``elevation_deg`` (degrees above the equator).
+
+        Polar = 90 deg - elevation, so going up in elevation is a negative polar change.
+        """
+        return cls.from_degrees(_finite("input_elevation", input_elevation_deg) - _finite("elevation", elevation_deg),
+                                d_azimuth, d_radius)
+
     def degrees(self) -> tuple[float, float, float]:
         return math.degrees(self.d_polar), math.degrees(self.d_azimuth), self.d_radius
 
@@ -218,16 +228,13 @@ def pose_vectors(poses: Iterable[RelativePose]) -> np.ndarray:
 
 def orbit(num_views: int, elevation_deg: float = 0.0, input_elevation_deg: float = 0.0,
           d_radius: float = 0.0, start_azimuth_deg: float = 0.0) -> list[RelativePose]:
-    """``num_views`` cameras evenly spaced in azimuth at a fixed elevation, relative to the input view.
-
-    The input view is at ``input_elevation_deg``; polar = 90 deg - elevation, so going up in elevation
-    is a negative polar change.
-    """
+    """``num_views`` cameras evenly spaced in azimuth at a fixed elevation, relative to the input view at
+    ``input_elevation_deg`` (see :meth:`RelativePose.between_elevations`)."""
     if num_views < 1:
         raise CameraError(f"an orbit needs at least one view, got {num_views}")
-    d_polar = _finite("input_elevation", input_elevation_deg) - _finite("elevation", elevation_deg)
     step = 360.0 / num_views
-    return [RelativePose.from_degrees(d_polar, start_azimuth_deg + i * step, d_radius) for i in range(num_views)]
+    return [RelativePose.between_elevations(input_elevation_deg, elevation_deg, start_azimuth_deg + i * step, d_radius)
+            for i in range(num_views)]
 
 
 def spiral(num_views: int, elevation_amplitude_deg: float = 20.0, input_elevation_deg: float = 0.0,
@@ -239,7 +246,7 @@ def spiral(num_views: int, elevation_amplitude_deg: float = 20.0, input_elevatio
     for i in range(num_views):
         frac = i / num_views
         elevation = input_elevation_deg + elevation_amplitude_deg * math.sin(2.0 * math.pi * frac)
-        poses.append(RelativePose.from_degrees(input_elevation_deg - elevation, 360.0 * turns * frac))
+        poses.append(RelativePose.between_elevations(input_elevation_deg, elevation, 360.0 * turns * frac))
     return poses
 
 

@@ -8,6 +8,7 @@ from the same generator (drawn only at eta > 0, where the step uses it), and uin
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -19,6 +20,7 @@ import diffusers
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 from tqdm.auto import tqdm
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
@@ -26,6 +28,7 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 from zero1to3 import fast
 from zero1to3.camera import RelativePose
 from zero1to3.checkpoint import load_original_components
+from zero1to3.cpu_threads import choose_cpu_threads, cpu_threads
 from zero1to3.fast import denoise_fn, enable_fast_path
 from zero1to3.model import (CLIP_MEAN, CLIP_STD, CameraProjection, PoseEncoding, build_camera_projection,
                             build_image_encoder, build_scheduler, build_unet, build_vae, clip_image_embedding,
@@ -61,22 +64,55 @@ class Conditioning:
         return self.clip_embedding.shape[0]
 
 
+#: What ``output_type`` may ask for (diffusers' names).
+OUTPUT_TYPES: tuple[str, ...] = ("pil", "np", "pt", "latent")
+
+
 @dataclass
 class NovelViewOutput:
-    """Generated views: ``array`` is uint8 [poses, samples, H, W, 3]."""
+    """Generated views, diffusers-style: ``images`` is flat (pose-major: all samples of pose 0, then pose 1 ...).
 
-    array: np.ndarray
+    ``array`` is uint8 [poses, samples, H, W, 3] (None for ``output_type="latent"``); ``images_per_pose``
+    keeps the per-pose structure. ``images`` follows ``output_type``: a list of PIL images ("pil"), float32
+    [N, H, W, 3] in [0, 1] ("np"), float32 [N, 3, H, W] in [0, 1] ("pt"), all the same quantised pixels as
+    ``array``; or the final scaled latents [N, 4, h, w] ("latent").
+    """
+
+    array: np.ndarray | None
     poses: list[RelativePose]
     input_image: Image.Image | None = None
     latents: torch.Tensor | None = None
     decoded: torch.Tensor | None = None
+    output_type: str = "pil"
 
     @property
-    def images(self) -> list[list[Image.Image]]:
+    def num_samples(self) -> int:
+        if self.array is not None:
+            return int(self.array.shape[1])
+        return int(self.latents.shape[0]) // max(len(self.poses), 1)
+
+    @property
+    def images(self) -> list[Image.Image] | np.ndarray | torch.Tensor:
+        if self.output_type == "latent":
+            return self.latents
+        flat = self.array.reshape(-1, *self.array.shape[2:])
+        if self.output_type == "np":
+            return flat.astype(np.float32) / 255.0
+        if self.output_type == "pt":
+            return torch.from_numpy(flat).permute(0, 3, 1, 2).float() / 255.0
+        return [Image.fromarray(s) for s in flat]
+
+    @property
+    def images_per_pose(self) -> list[list[Image.Image]]:
+        """PIL images, a list per target camera of its samples (whatever ``output_type`` was)."""
+        if self.array is None:
+            raise ValueError('output_type="latent" has no decoded images')
         return [[Image.fromarray(s) for s in per_pose] for per_pose in self.array]
 
     def grid(self, include_input: bool = True) -> Image.Image:
         """One image: a row per pose (input first if given), a column per sample."""
+        if self.array is None:
+            raise ValueError('output_type="latent" has no decoded images to lay out')
         poses, samples, h, w, _ = self.array.shape
         cols = samples + (1 if include_input and self.input_image is not None else 0)
         canvas = Image.new("RGB", (cols * w, poses * h), (255, 255, 255))
@@ -90,7 +126,42 @@ class NovelViewOutput:
         return canvas
 
 
-def make_scheduler(name: str, base_config) -> DDIMScheduler | DPMSolverMultistepScheduler:
+#: The diffusers-style name of the output type.
+Zero123PipelineOutput = NovelViewOutput
+
+#: Target cameras in every accepted form: RelativePose(s), [polar, azimuth, radius] degree triples (a list
+#: or a [P, 3] array), or pose vectors [P, 4] (a tensor, or a [P, 4] array).
+PoseInput = RelativePose | Sequence[RelativePose] | Sequence[Sequence[float]] | torch.Tensor | np.ndarray
+
+
+def normalize_poses(poses: PoseInput) -> tuple[list[RelativePose | None], torch.Tensor | None]:
+    """Target cameras as RelativePose objects, or (for [P, 4] pose vectors) placeholders and the vectors."""
+    if isinstance(poses, RelativePose):
+        return [poses], None
+    if torch.is_tensor(poses):  # raw pose vectors [P, 4] (e.g. ablations with T zeroed); validated later
+        return [None] * (poses.shape[0] if poses.dim() == 2 else 1), poses
+    if isinstance(poses, np.ndarray):
+        if poses.ndim == 2 and poses.shape[1] == 4:
+            return [None] * poses.shape[0], torch.from_numpy(poses)
+        poses = poses.tolist()
+    poses = list(poses)
+    if poses and all(isinstance(v, (int, float)) for v in poses):  # one [polar, azimuth, radius] triple
+        poses = [poses]
+    out = []
+    for pose in poses:
+        if isinstance(pose, RelativePose):
+            out.append(pose)
+        elif isinstance(pose, (list, tuple)) and len(pose) in (2, 3):
+            out.append(RelativePose.from_degrees(*map(float, pose)))
+        else:
+            raise ValueError(f"a target camera must be a RelativePose or [polar_deg, azimuth_deg, radius], got {pose!r}")
+    return out, None
+
+
+def make_scheduler(name, base_config) -> DDIMScheduler | DPMSolverMultistepScheduler:
+    """A fresh scheduler for one run: by name, or a copy of a scheduler object (its class and config)."""
+    if isinstance(name, SchedulerMixin):
+        return type(name).from_config(name.config)
     if name == "ddim":
         return DDIMScheduler.from_config(base_config)
     if name in ("dpmsolver++", "dpm++", "dpmsolver"):
@@ -141,6 +212,8 @@ class Zero123Pipeline:
         #: Share of the frame the object's longest side should fill after preprocessing: the framing of
         #: the model's training renders (reference: 200/256).
         self.foreground_ratio = float(foreground_ratio)
+        #: CPU threads for sampling; None picks the fastest for the model's size (zero1to3.cpu_threads).
+        self.cpu_threads: int | None = None
         for module in self.modules():
             module.eval().requires_grad_(False)
 
@@ -164,13 +237,18 @@ class Zero123Pipeline:
     def from_pretrained(cls, path: str | os.PathLike | None = None, *, image_encoder: str | os.PathLike | None = None,
                         use_ema: bool = True, original_config: str | os.PathLike | None = None,
                         pose_encoding: PoseEncoding | None = None, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> "Zero123Pipeline":
+                        dtype: torch.dtype | None = None, torch_dtype: torch.dtype | None = None,
+                        ) -> "Zero123Pipeline":
         """Load from a local path only: a diffusers-layout folder, an original ``.ckpt`` or None (embedded).
 
         For a ``.ckpt``, ``use_ema`` picks the UNet copy the authors' demo samples with; ``image_encoder`` is a
         local CLIPVisionModelWithProjection folder (the checkpoint's CLIP was frozen, so SD image-variations'
-        encoder is the same one).
+        encoder is the same one). ``torch_dtype`` is diffusers' name for ``dtype``.
         """
+        if torch_dtype is not None:
+            if dtype is not None and dtype != torch_dtype:
+                raise ValueError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree; give one")
+            dtype = torch_dtype
         if path is None:
             path = DEFAULT_MODEL_DIR
             if not (path / "model_index.json").is_file():
@@ -225,16 +303,13 @@ class Zero123Pipeline:
         """Write the diffusers layout of the public conversions (safetensors), plus model_index.json."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        originals = {}
         for name in ("unet", "vae", "image_encoder", "camera_projection"):
             module = getattr(self, name)
             folder = "cc_projection" if name == "camera_projection" else name
-            if dtype is not None:
-                originals[name] = next(module.parameters()).dtype
-                module.to(dtype)
+            if dtype is not None and any(p.dtype != dtype for p in module.parameters()):
+                # a cast copy, one module at a time: casting in place and back would round the live weights
+                module = copy.deepcopy(module).to(dtype)
             module.save_pretrained(path / folder, safe_serialization=True)
-            if dtype is not None:
-                module.to(originals[name])
         self.scheduler.save_pretrained(path / "scheduler")
 
         size = self.image_encoder.config.image_size
@@ -256,12 +331,29 @@ class Zero123Pipeline:
     def modules(self) -> list[torch.nn.Module]:
         return [self.unet, self.vae, self.image_encoder, self.camera_projection]
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Zero123Pipeline":
+    def to(self, *args: str | torch.device | torch.dtype | None, device: str | torch.device | None = None,
+           dtype: torch.dtype | None = None) -> "Zero123Pipeline":
+        """Move and/or cast every module, as diffusers: ``to("cuda")``, ``to(torch.float16)``, ``to("cuda", dtype)``."""
+        for arg in args:
+            if isinstance(arg, torch.dtype):
+                dtype = arg
+            elif arg is not None:
+                device = arg
         if device is None and dtype is None:
             return self
         for module in self.modules():
             module.to(device=device, dtype=dtype)
         return self
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for m in self.modules() for p in m.parameters())
+
+    def sampling_threads(self) -> int | None:
+        """CPU threads a call runs with (zero1to3.cpu_threads; None on a GPU or for PyTorch's default)."""
+        if self.device.type != "cpu":
+            return None
+        return choose_cpu_threads(self.num_parameters, self.cpu_threads)
 
     @property
     def device(self) -> torch.device:
@@ -353,11 +445,14 @@ class Zero123Pipeline:
                        generator: torch.Generator | Sequence[torch.Generator] | None = None,
                        latents: torch.Tensor | None = None,
                        noises: Sequence[torch.Tensor] | None = None, progress: bool = False,
-                       callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None) -> torch.Tensor:
+                       callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None,
+                       step_end: Callable[[int, int, torch.Tensor], torch.Tensor | None] | None = None) -> torch.Tensor:
         """Run the sampler for a batch whose conditioning rows align with ``pose_vectors`` rows.
 
         ``generator``: one generator for the batch (the authors' order: x_T, then one draw per step), or one
         per row, each drawing that row's x_T and step noise (so a row's noise does not depend on the batch).
+        ``callback(i, t, x, eps)`` runs before step i's update; ``step_end(i, t, x)`` after it and may
+        return replacement latents (diffusers' callback_on_step_end).
         """
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
@@ -366,7 +461,7 @@ class Zero123Pipeline:
         batch = len(cond)
         shape = (batch, 4, self.unet.config.sample_size, self.unet.config.sample_size)
         sched = make_scheduler(scheduler, self.scheduler.config)
-        timesteps = sampler_timesteps(sched, num_inference_steps)
+        timesteps = sampler_timesteps(sched, num_inference_steps)  # DDIM (named or assigned): reference
         if isinstance(generator, Sequence) and len(generator) != batch:
             raise ValueError(f"got {len(generator)} generators for a batch of {batch}")
 
@@ -391,6 +486,10 @@ class Zero123Pipeline:
                                variance_noise=noise.to(x.device) if stochastic else None).prev_sample
             else:
                 x = sched.step(eps, t, x).prev_sample
+            if step_end is not None:
+                replaced = step_end(i, int(t), x)
+                if replaced is not None:
+                    x = replaced.to(device=x.device, dtype=torch.float32)
         return x
 
     def prepare_input(self, image: ImageInput, preprocess: bool = True,
@@ -411,75 +510,107 @@ class Zero123Pipeline:
         return image.to(device=self.device, dtype=self.dtype)
 
     @torch.no_grad()
-    def __call__(self, image: ImageInput, poses: RelativePose | Sequence[RelativePose] | torch.Tensor, *, num_samples: int = 4,
-                 guidance_scale: float = 3.0, num_inference_steps: int = 50, scheduler: str = "ddim",
-                 eta: float = 0.0, seed: int | None = 0, generator: torch.Generator | None = None,
+    def __call__(self, image: ImageInput, poses: PoseInput, *, num_samples: int | None = None,
+                 num_images_per_prompt: int | None = None, guidance_scale: float = 3.0,
+                 num_inference_steps: int = 50, scheduler: str | SchedulerMixin | None = None,
+                 eta: float = 0.0, seed: int | None = 0,
+                 generator: torch.Generator | Sequence[torch.Generator] | None = None,
+                 output_type: str = "pil", return_dict: bool = True,
                  preprocess: bool = True, foreground_ratio: float | None = None,
                  input_polar: float | None = None, batch_size: int | None = None, progress: bool = False,
                  clip_embedding: torch.Tensor | None = None, latents: torch.Tensor | None = None,
                  return_latents: bool = False,
-                 callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None) -> NovelViewOutput:
+                 callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None,
+                 callback_on_step_end: Callable[["Zero123Pipeline", int, int, dict], dict | None] | None = None,
+                 ) -> NovelViewOutput | tuple:
         """Generate ``num_samples`` views for each target camera in one batched sampler run.
 
-        ``seed`` gives every generated image its own CPU generator (:func:`zero1to3.seeding.view_seed`), so
-        results depend neither on the device nor on ``batch_size``, which caps how many views run through the
-        UNet at once (memory); a ``generator`` given instead is shared by the whole request, as in the
-        authors' code. ``input_polar`` (radians) is used by the
-        Stable Zero123 pose encoding. ``callback(step, t, x, eps)`` runs at every sampler step (progress;
-        it may raise to cancel a request).
+        ``poses``: RelativePose(s), ``[polar, azimuth, radius]`` changes in degrees (the community Zero1to3
+        form), or pose vectors [P, 4]. ``seed`` gives every generated image its own CPU generator
+        (:func:`zero1to3.seeding.view_seed`), so results depend neither on the device nor on ``batch_size``,
+        which caps how many views run through the UNet at once (memory); a ``generator`` given instead is
+        shared by the whole request, as in the authors' code; a list of generators gives one per image
+        (pose-major), as in diffusers. ``scheduler``: "ddim",
+        "dpmsolver++", a diffusers scheduler object, or None for ``self.scheduler`` (assign
+        ``pipe.scheduler = X.from_config(pipe.scheduler.config)`` as in diffusers; DDIM always runs the
+        reference trajectory). ``input_polar`` (radians) is used by the Stable Zero123 pose encoding.
+        ``callback(step, t, x, eps)`` runs before every sampler step (progress; it may raise to cancel a
+        request); ``callback_on_step_end(pipe, step, t, {"latents": x})`` after it, as in diffusers, and may
+        return ``{"latents": new}``. Diffusers' names work as aliases: ``num_images_per_prompt``,
+        ``output_type`` ("pil", "np", "pt", "latent"), ``return_dict=False`` (a tuple ``(images,)``).
         """
-        if isinstance(poses, RelativePose):
-            poses = [poses]
-        if torch.is_tensor(poses):  # raw pose vectors [P, 4] (e.g. ablations with T zeroed)
-            vectors = pose_vector_tensor(poses, self.device, self.dtype)
-            poses = [None] * vectors.shape[0]
-        else:
-            poses = list(poses)
-            vectors = None
+        if num_images_per_prompt is not None:
+            if num_samples is not None and num_samples != num_images_per_prompt:
+                raise ValueError(f"num_samples={num_samples} and num_images_per_prompt={num_images_per_prompt} "
+                                 "disagree; give one")
+            num_samples = num_images_per_prompt
+        num_samples = 4 if num_samples is None else num_samples
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        poses, vectors = normalize_poses(poses)
         if not poses:
             raise ValueError("give at least one target camera")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        if generator is not None and batch_size is not None and batch_size < len(poses) * num_samples:
+        if vectors is not None:
+            vectors = pose_vector_tensor(vectors, self.device, self.dtype)
+        many = isinstance(generator, Sequence)
+        if many and len(generator) != len(poses) * num_samples:
+            raise ValueError(f"got {len(generator)} generators for {len(poses) * num_samples} images "
+                             "(one per image, pose-major, or one shared)")
+        if generator is not None and not many and batch_size is not None and batch_size < len(poses) * num_samples:
             raise ValueError("batch_size with one shared generator would make the noise depend on the "
-                             "chunking; pass seed= instead")
-        if torch.is_tensor(image):
-            x = self._check_tensor_image(image)
-            pil = Image.fromarray(to_uint8(x)[0])
-        else:
-            pil = self.prepare_input(image, preprocess, foreground_ratio)
-            x = self.image_to_tensor(pil)
-        if clip_embedding is None:
-            cond1 = Conditioning(*fast.encode_condition(self, x))
-        else:
-            cond1 = self.encode_condition(x, clip_embedding)
-        if vectors is None:
-            vectors = self.pose_vectors(poses, input_polar)
-        vectors = vectors.repeat_interleave(num_samples, 0)
-        total = vectors.shape[0]
-        chunk = batch_size or total
-        if generator is None:
-            base = seed if seed is not None else torch.seed()
-            generators: list[torch.Generator] | None = [torch.Generator().manual_seed(view_seed(base, k))
-                                                        for k in range(total)]
-        else:
-            generators = None
-        outs, lats, decs = [], [], []
-        for start in range(0, total, chunk):
-            stop = min(total, start + chunk)
-            lat_in = latents[start:stop] if latents is not None else None
-            lat = self.sample_latents(cond1.repeat(stop - start), vectors[start:stop], eta=eta,
-                                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                      scheduler=scheduler, latents=lat_in, progress=progress,
-                                      generator=generators[start:stop] if generators is not None else generator,
-                                      callback=callback)
-            decoded = fast.decode_latents(self, lat).float()
-            outs.append(to_uint8(decoded))
-            if return_latents:
-                lats.append(lat)
-                decs.append(decoded)
-        array = np.concatenate(outs).reshape(len(poses), num_samples, *outs[0].shape[1:])
-        return NovelViewOutput(array, poses, pil, torch.cat(lats) if lats else None, torch.cat(decs) if decs else None)
+                             "chunking; pass seed= (or one generator per image) instead")
+        if scheduler is None:
+            scheduler = self.scheduler
+        step_end = None
+        if callback_on_step_end is not None:
+            def step_end(i: int, t: int, x: torch.Tensor) -> torch.Tensor | None:
+                result = callback_on_step_end(self, i, t, {"latents": x})
+                return result.get("latents") if result else None
+        with cpu_threads(self.sampling_threads()):
+            if torch.is_tensor(image):
+                x = self._check_tensor_image(image)
+                pil = Image.fromarray(to_uint8(x)[0])
+            else:
+                pil = self.prepare_input(image, preprocess, foreground_ratio)
+                x = self.image_to_tensor(pil)
+            if clip_embedding is None:
+                cond1 = Conditioning(*fast.encode_condition(self, x))
+            else:
+                cond1 = self.encode_condition(x, clip_embedding)
+            if vectors is None:
+                vectors = self.pose_vectors(poses, input_polar)
+            vectors = vectors.repeat_interleave(num_samples, 0)
+            total = vectors.shape[0]
+            chunk = batch_size or total
+            generators: list[torch.Generator] | None = list(generator) if many else None
+            if generator is None:
+                base = seed if seed is not None else torch.seed()
+                generators = [torch.Generator().manual_seed(view_seed(base, k)) for k in range(total)]
+            outs, lats, decs = [], [], []
+            for start in range(0, total, chunk):
+                stop = min(total, start + chunk)
+                lat_in = latents[start:stop] if latents is not None else None
+                lat = self.sample_latents(cond1.repeat(stop - start), vectors[start:stop], eta=eta,
+                                          num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                          scheduler=scheduler, latents=lat_in, progress=progress,
+                                          generator=generators[start:stop] if generators is not None else generator,
+                                          callback=callback, step_end=step_end)
+                if return_latents or output_type == "latent":
+                    lats.append(lat)
+                if output_type == "latent":
+                    continue
+                decoded = fast.decode_latents(self, lat).float()
+                outs.append(to_uint8(decoded))
+                if return_latents:
+                    decs.append(decoded)
+        array = None
+        if outs:
+            array = np.concatenate(outs).reshape(len(poses), num_samples, *outs[0].shape[1:])
+        out = NovelViewOutput(array, poses, pil, torch.cat(lats) if lats else None,
+                              torch.cat(decs) if decs else None, output_type)
+        return out if return_dict else (out.images,)
 
 
 def to_uint8(decoded: torch.Tensor) -> np.ndarray:

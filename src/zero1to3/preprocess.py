@@ -109,10 +109,12 @@ def segment_object(image: Image.Image, config: PreprocessConfig = PreprocessConf
                       "using the whole image (give an RGBA image with a transparent background for a clean cut-out)",
                       SegmentationWarning, stacklevel=3)
         return np.ones(result.mask.shape, np.float32)
-    if result.confidence < seg_config.min_confidence:
+    area = float(result.mask.mean())
+    if result.confidence < seg_config.min_confidence or area < seg_config.min_area_fraction:
         warnings.warn(f"zero1to3 preprocess: the foreground segmenter is unsure of the object (confidence "
-                      f"{result.confidence:.2f} < {seg_config.min_confidence:.2f}); check the preprocessed "
-                      "input, or give an RGBA image with a transparent background", SegmentationWarning, stacklevel=3)
+                      f"{result.confidence:.2f}, min {seg_config.min_confidence:.2f}; object area {area:.0%} of the "
+                      f"image, min {seg_config.min_area_fraction:.0%}); check the preprocessed input, or give an "
+                      "RGBA image with a transparent background", SegmentationWarning, stacklevel=3)
     return result.alpha
 
 

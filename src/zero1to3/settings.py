@@ -146,9 +146,11 @@ def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
             if getattr(args, f.name, UNSET) is not UNSET}
 
 
-def config_from_args(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
-    """``cls`` from flags given, then the ``--config`` file, then the fields' defaults (``overrides`` win)."""
-    values: dict[str, Any] = {}
+def config_from_args(cls: type[T], args: argparse.Namespace, base: typing.Mapping[str, Any] | None = None,
+                     **overrides: Any) -> T:
+    """``cls`` from flags given, then the ``--config`` file, then ``base`` (a named preset's values), then the
+    fields' defaults (``overrides`` win over all)."""
+    values: dict[str, Any] = dict(base or {})
     if getattr(args, "config", None):
         values.update(read_settings(args.config, cls))
     values.update(given(args, cls))

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import copy
 import gc
-import os
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch._dynamo.utils import compile_times
 
+from zero1to3.benchmarking.config import DEFAULT_GPU_VARIANTS, PLAIN, VARIANTS, BenchConfig
 from zero1to3.benchmarking.flops import count_unet_flops, matmul_ceiling, profile_call
 from zero1to3.benchmarking.quality import fidelity as images_fidelity
 from zero1to3.benchmarking.quality import solver_agreement
@@ -30,102 +29,32 @@ from zero1to3.benchmarking.timing import Row, environment, measure, synthetic_im
 from zero1to3.camera import orbit
 from zero1to3.fast import fast_mode
 from zero1to3.pipeline import DTYPES, Zero123Pipeline
-from zero1to3.settings import option
 
-
-@dataclass
-class BenchConfig:
-    """What to measure (``zero1to3 bench`` flags are these fields)."""
-
-    device: str | None = option(None, "cuda, cuda:1, cpu (None: cuda if available)")
-    model: str | None = option(None, "diffusers-layout folder or original .ckpt to time (None: random weights "
-                                     "of --preset)")
-    image_encoder: str | None = option(None, "local CLIP vision folder (needed with a .ckpt)")
-    preset_name: str | None = option(None, "random-weights size (None: zero123 on CUDA, tiny on CPU)",
-                                     flag="--preset", choices=("zero123", "tiny"))
-    dtype: str = option("fp16", "fast-path precision on CUDA (CPU always runs fp32)", choices=("fp16", "bf16", "fp32"))
-    fast_mode: str = option("cuda_graph", "fast path of the main table", choices=("cuda_graph", "compile", "eager"))
-    channels_last: bool = option(False, "channels_last UNet/VAE in the main table")
-    fuse_qkv: bool = option(False, "fused QKV projections in the main table")
-    inductor_tuning: bool = option(False, "with --fast-mode compile: 1x1 convs as matmuls + coordinate-descent "
-                                          "kernel tuning")
-    compile_scope: str = option("blocks", "with --fast-mode compile: each block, one compile for all batch sizes; "
-                                          "each block per batch size; or the whole UNet (longest warm-up)",
-                                choices=("blocks", "blocks-static", "unet"))
-    compile_codecs: tuple[str, ...] | None = option(None, "with --fast-mode compile: encoder/decoder parts compiled "
-                                                          "too (None: all three; none given: eager, captured)",
-                                                    choices=("vae.decoder", "vae.encoder", "image_encoder"))
-    views: tuple[int, ...] = option((1, 4, 16, 64), "views per call")
-    steps: int = option(50, "DDIM steps")
-    solver_steps: int = option(20, "DPM-Solver++ steps")
-    include_reference: bool = option(False, "also time the reference-like path (fp32, eager, DDIM) for speed-ups")
-    reference_views: tuple[int, ...] | None = option(None, "views at which the slow reference runs (None: those "
-                                                           "of --views <= 4)")
-    repeats: int = option(3, "timed calls per row after the first (median)")
-    reference_repeats: int = option(2, "timed calls per reference row after the first")
-    guidance_scale: float = option(3.0, "classifier-free guidance scale", flag="--guidance")
-    quality: bool = option(True, "check DPM-Solver++ against DDIM (PSNR/SSIM from the same noise)")
-    quality_views: int = option(4, "views of the quality check")
-    variants: tuple[str, ...] | None = option(None, "ablations at the smallest and largest --views (None: "
-                                                    "DEFAULT_GPU_VARIANTS on CUDA, none on CPU)")
-    time_budget_s: float = option(480.0, "seconds; parts that would not fit are skipped and listed",
-                                  flag="--time-budget")
-    threads: int | None = option(None, "CPU threads (None: 2 on CPU)")
-    seed: int = option(0, "seed of inputs and noise")
-    profile_views: tuple[int, ...] = option((), "also break one call down (stages, kernel classes of a UNet step) "
-                                                "at these views")
-
-    def resolved_device(self) -> str:
-        return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-    def resolved_variants(self) -> tuple[str, ...]:
-        if self.variants is not None:
-            return tuple(self.variants)
-        return DEFAULT_GPU_VARIANTS if self.resolved_device().startswith("cuda") else ()
-
-    @property
-    def fast_path(self) -> str | None:
-        """The mode given to ``enable_fast_path`` (None: eager)."""
-        return None if self.fast_mode == "eager" else self.fast_mode
-
-
-PLAIN = {"single_token_attention": False, "graph_codecs": False}
-
-#: Ablations: name -> (fast_mode, FastConfig options, dtype, rough seconds one row needs (compile: per shape)).
-VARIANTS: dict[str, tuple[str | None, dict[str, bool], str, float]] = {
-    "eager-fp16": (None, {}, "fp16", 30.0),
-    "graph": ("cuda_graph", {}, "fp16", 20.0),
-    "graph+cl": ("cuda_graph", {"channels_last": True}, "fp16", 20.0),
-    "graph+qkv": ("cuda_graph", {"fuse_qkv": True}, "fp16", 20.0),
-    "graph+cl+qkv": ("cuda_graph", {"channels_last": True, "fuse_qkv": True}, "fp16", 20.0),
-    "graph-bf16": ("cuda_graph", {}, "bf16", 20.0),
-    "compile": ("compile", {}, "fp16", 150.0),
-    "compile+cl": ("compile", {"channels_last": True}, "fp16", 150.0),
-    "compile+cl+qkv": ("compile", {"channels_last": True, "fuse_qkv": True}, "fp16", 150.0),
-    "compile+cl+tune": ("compile", {"channels_last": True, "inductor_tuning": True}, "fp16", 150.0),
-    "compile+cl+unet": ("compile", {"channels_last": True, "compile_scope": "unet"}, "fp16", 150.0),
-    "compile+cl+blocks-static": ("compile", {"channels_last": True, "compile_scope": "blocks-static"}, "fp16", 100.0),
-    # without the one-token attention shortcut and the captured encoders/decoder (the earlier fast path)
-    "graph+cl-plain": ("cuda_graph", {"channels_last": True, **PLAIN}, "fp16", 20.0),
-    "compile+cl-plain": ("compile", {"channels_last": True, **PLAIN}, "fp16", 150.0),
-}
-
-DEFAULT_GPU_VARIANTS = ("graph+cl", "graph+cl-plain", "compile+cl", "compile+cl+unet")
 
 def clone_pipeline(pipe: Zero123Pipeline, dtype: torch.dtype | None = None) -> Zero123Pipeline:
     """An independent copy of the modules (no captured graphs travel with it), optionally recast."""
     new = Zero123Pipeline(copy.deepcopy(pipe.unet), copy.deepcopy(pipe.vae), copy.deepcopy(pipe.image_encoder),
                           copy.deepcopy(pipe.camera_projection), copy.deepcopy(pipe.scheduler),
                           pipe.feature_extractor, pose_encoding=pipe.pose_encoding)
+    new.cpu_threads = pipe.cpu_threads
     return new.to(dtype=dtype) if dtype is not None else new
+
 
 def _load_pipeline(cfg: BenchConfig, device: torch.device, dtype: torch.dtype) -> Zero123Pipeline:
     if cfg.model is not None:
-        return Zero123Pipeline.from_pretrained(cfg.model, image_encoder=cfg.image_encoder, device=device, dtype=dtype)
-    return Zero123Pipeline.from_preset(_preset_name(cfg, device), cfg.seed, device, dtype)
+        pipe = Zero123Pipeline.from_pretrained(cfg.model, image_encoder=cfg.image_encoder, device=device, dtype=dtype)
+    else:
+        pipe = Zero123Pipeline.from_preset(_preset_name(cfg, device), cfg.seed, device, dtype)
+    pipe.cpu_threads = cfg.threads  # None: the library's choice for the model's size (zero1to3.cpu_threads)
+    chosen = pipe.sampling_threads()
+    if chosen is not None:  # also for the parts timed outside pipe(...) calls, and the reported count
+        torch.set_num_threads(chosen)
+    return pipe
+
 
 def _preset_name(cfg: BenchConfig, device: torch.device) -> str:
     return cfg.preset_name or ("zero123" if device.type == "cuda" else "tiny")
+
 
 def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> BenchResult:
     """Measure everything ``cfg`` asks for, reference first; skips (and lists) what the time budget cannot fit."""
@@ -133,9 +62,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> Bench
     device = torch.device(cfg.resolved_device())
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {cfg.device} asked for, but no CUDA device is available")
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.threads or min(2, os.cpu_count() or 1))
-    elif cfg.threads:
+    if cfg.threads:
         torch.set_num_threads(cfg.threads)
     fast_dtype = DTYPES[cfg.dtype] if device.type == "cuda" else torch.float32
     skipped: list[str] = []
@@ -237,6 +164,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> Bench
         log("compile times (s):\n" + str(compile_times(repr="str", aggregate=True)))
     return result
 
+
 def _run_variants(cfg: BenchConfig, fast_pipe: Zero123Pipeline, ref_pipe: Zero123Pipeline | None, common: dict,
                   ref_rows: dict, fits: Callable[[str, float], bool], log: Callable[[str], None]) -> list[Row]:
     """Each ablation at the smallest and largest view counts, DDIM, on a pipeline of the variant's precision."""
@@ -275,6 +203,7 @@ def _run_variants(cfg: BenchConfig, fast_pipe: Zero123Pipeline, ref_pipe: Zero12
         else fast_pipe.enable_fast_path(None)
     return rows
 
+
 def _main_options(cfg: BenchConfig) -> dict[str, Any]:
     options: dict[str, Any] = {"channels_last": cfg.channels_last, "fuse_qkv": cfg.fuse_qkv,
                                "inductor_tuning": cfg.inductor_tuning}
@@ -284,6 +213,7 @@ def _main_options(cfg: BenchConfig) -> dict[str, Any]:
             options["compile_codecs"] = cfg.compile_codecs
     return options
 
+
 def _speedup(row: Row, ref_rows: dict[int, Row]) -> None:
     """Reference s/view at the same view count, else at the largest measured count below it (said in the basis)."""
     if not ref_rows:
@@ -292,6 +222,7 @@ def _speedup(row: Row, ref_rows: dict[int, Row]) -> None:
     v = max(below)
     row.speedup = ref_rows[v].s_per_view / row.s_per_view
     row.speedup_basis = f"reference DDIM {ref_rows[v].steps} at {v} view{'s' if v > 1 else ''}"
+
 
 def _row_line(row: Row) -> str:
     return (f"{row.path:>12} {row.sampler:>11} {row.steps:3d} steps {row.views:3d} views: {row.seconds:.3f} s/call "

@@ -125,7 +125,8 @@ def measure(pipe: Zero123Pipeline, *, path: str, views: int, scheduler: str, ste
 
 def environment(device: torch.device) -> dict:
     env = {"torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
-           "device": str(device), "cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+           "device": str(device), "cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+           "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2 ** 30, 1),

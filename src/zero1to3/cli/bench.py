@@ -9,13 +9,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
-from zero1to3.benchmarking.report import to_markdown
-from zero1to3.benchmarking.sampling import VARIANTS, BenchConfig, run_benchmark
+from zero1to3.benchmarking.config import VARIANTS, BenchConfig
 from zero1to3.cli.common import CLIError
 from zero1to3.jsonable import json_safe
-from zero1to3.pipeline import ModelLoadError
 from zero1to3.settings import UNSET, SettingsError, add_config_file_option, add_options
 from zero1to3.settings import config_from_args as settings_config
 
@@ -45,6 +41,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         cfg = settings_config(BenchConfig, args)
     except SettingsError as exc:
         raise CLIError(str(exc)) from None
+    import torch
+
     device = cfg.resolved_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError(f"--device {device} asked for, but no CUDA device is available")
@@ -61,6 +59,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from zero1to3.benchmarking.report import to_markdown
+    from zero1to3.benchmarking.sampling import run_benchmark
+    from zero1to3.pipeline import ModelLoadError
+
     cfg = config_from_args(args)
     try:
         result = run_benchmark(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))

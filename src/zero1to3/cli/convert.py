@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--original-config", default=None, help="the authors' .yaml (default: the official config)")
     p.add_argument("--no-ema", action="store_true", help="take the main UNet weights instead of the EMA copy")
     p.add_argument("--half", action="store_true", help="store fp16 weights")
-    p.add_argument("--pose-encoding", choices=("zero123", "stable-zero123"), default="zero123")
+    p.add_argument("--pose-encoding", choices=("zero123", "stable-zero123"), default="zero123",
+                   help="4th pose entry: radius change (Zero-1-to-3) or the input's absolute polar (Stable Zero123)")
     p.set_defaults(func=run)
 
 

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     nvs.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
     nvs.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
     nvs.add_argument("--samples", type=int, default=1, help="samples per target view, scores averaged (default 1)")
-    nvs.add_argument("--scheduler", choices=("ddim", "dpmsolver++"), default="ddim")
+    nvs.add_argument("--scheduler", choices=("ddim", "dpmsolver++"), default="ddim",
+                     help="sampler (default ddim, as the paper)")
     nvs.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
     nvs.add_argument("--size", type=int,
                      help="compare images at SIZE px (default: the model's image size; renders are resized)")

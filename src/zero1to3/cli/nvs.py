@@ -21,11 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Generate N samples of the view after moving the camera by (polar, azimuth, "
                                    "radius). Positive polar moves the camera down; azimuth turns it around the "
                                    "object (degrees); radius moves it away (world units).")
-    p.add_argument("image")
+    p.add_argument("image", help="photo of one object (PNG/JPEG; RGBA cut-outs keep their transparency)")
     p.add_argument("--polar", type=float, nargs="+", default=[0.0], help="polar change(s) in degrees (+ = down)")
     p.add_argument("--azimuth", type=float, nargs="+", default=[90.0], help="azimuth change(s) in degrees")
     p.add_argument("--radius", type=float, nargs="+", default=[0.0], help="distance change(s), world units")
-    p.add_argument("-n", "--num-samples", type=int, default=4)
+    p.add_argument("-n", "--num-samples", type=int, default=4, help="samples per camera (each its own noise)")
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
                    help=f"views sampled at once (memory; default {DEFAULT_CHUNK}); the same seed and chunk size "
                         "give the same views")
@@ -35,15 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_nvs)
 
     o = sub.add_parser("orbit", help="a turntable of generated views around the object (GIF or MP4)")
-    o.add_argument("image")
-    o.add_argument("--views", type=int, default=12)
+    o.add_argument("image", help="photo of one object (PNG/JPEG; RGBA cut-outs keep their transparency)")
+    o.add_argument("--views", type=int, default=12, help="frames: cameras evenly spaced over a full turn")
     o.add_argument("--elevation", type=float, default=0.0, help="orbit elevation in degrees")
     o.add_argument("--input-elevation", type=float, default=0.0, help="elevation of the input photo (degrees)")
     o.add_argument("--spiral", action="store_true", help="swing the elevation +-20 deg along the orbit")
-    o.add_argument("--fps", type=float, default=6.0)
-    o.add_argument("-o", "--output", default="orbit.gif", help=".gif or .mp4 (mp4 needs imageio-ffmpeg)")
+    o.add_argument("--fps", type=float, default=6.0, help="frames per second of the animation")
+    o.add_argument("-o", "--output", default="orbit.gif",
+                   help=".gif or .mp4 (mp4 needs imageio-ffmpeg: pip install 'zero1to3[video]')")
     o.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
-                   help=f"views sampled at once (memory stays flat in --views; default {DEFAULT_CHUNK})")
+                   help=f"views sampled at once (sampler memory stays flat in --views; default {DEFAULT_CHUNK})")
     add_sampling_arguments(o)
     add_model_arguments(o)
     o.set_defaults(func=run_orbit)
@@ -138,7 +139,7 @@ def run_nvs(args: argparse.Namespace) -> int:
             folder.mkdir(parents=True, exist_ok=True)
             input_image = out.input_image
             input_image.save(folder / "input.png")
-        for p, (pose, row) in enumerate(zip(part, out.images), start=first):
+        for p, (pose, row) in enumerate(zip(part, out.images_per_pose), start=first):
             polar, azimuth, radius = pose.degrees()
             for s, img in enumerate(row):
                 img.save(folder / f"view{p:02d}_polar{polar:+.0f}_az{azimuth:.0f}_r{radius:+.2f}_s{s}.png")
@@ -154,11 +155,11 @@ def run_nvs(args: argparse.Namespace) -> int:
 
 
 def run_orbit(args: argparse.Namespace) -> int:
-    import imageio.v2 as imageio
     import torch
 
     from zero1to3.camera import orbit, spiral
     from zero1to3.inputs import check_int, check_output_file, check_range
+    from zero1to3.media import MediaError, check_animation_path, gif_delay_ms, save_animation
 
     check_image_argument(args.image)
     check_int("--views", args.views, 1, 100_000)
@@ -170,27 +171,22 @@ def run_orbit(args: argparse.Namespace) -> int:
         poses = orbit(args.views, check_range("--elevation", args.elevation, -89.0, 89.0), input_elevation)
     output = check_output_file(args.output, suffixes=(".gif", ".mp4"))
     kwargs = _sampling_kwargs(args)
-    if output.suffix.lower() == ".mp4":
-        try:
-            import imageio_ffmpeg  # noqa: F401
-        except ImportError:
-            raise CLIError(f"cannot write {output.name}: install imageio-ffmpeg, or use .gif") from None
+    try:
+        check_animation_path(output)  # before any sampling: a missing MP4 encoder fails now
+        gif_delay_ms(args.fps)
+    except MediaError as exc:
+        raise CLIError(str(exc)) from None
     pipe = load_pipeline(args)
     generator = torch.Generator().manual_seed(args.seed)
-    from zero1to3.atomic import atomic_path
-
-    count = 0
-    # frames go to the writer chunk by chunk (memory flat in --views); the file appears only when complete
-    with atomic_path(output, suffix=output.suffix) as tmp:
-        options = dict(duration=1.0 / args.fps, loop=0) if output.suffix.lower() == ".gif" else dict(fps=args.fps)
-        with imageio.get_writer(tmp, format=output.suffix.lower().lstrip("."), mode="I", **options) as writer:
-            for _, part in _pose_chunks(poses, args.chunk_size):
-                try:
-                    out = pipe(args.image, part, num_samples=1, generator=generator, **kwargs)
-                except ValueError as exc:
-                    raise CLIError(str(exc)) from None
-                for frame in out.array[:, 0]:
-                    writer.append_data(np.asarray(frame))
-                    count += 1
-    print(f"wrote {count} frames to {output}")
+    frames: list[np.ndarray] = []
+    # the sampler runs chunk by chunk (its memory is flat in --views); only the uint8 frames are kept, and the
+    # file is written atomically by save_animation (correct GIF delays, temp file + rename)
+    for _, part in _pose_chunks(poses, args.chunk_size):
+        try:
+            out = pipe(args.image, part, num_samples=1, generator=generator, **kwargs)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+        frames.extend(np.asarray(frame) for frame in out.array[:, 0])
+    save_animation(output, frames, args.fps)
+    print(f"wrote {len(frames)} frames to {output} ({args.fps:g} fps)")
     return 0

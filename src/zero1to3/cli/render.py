@@ -18,6 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--procedural", type=int, metavar="N", help="render N seeded procedural objects")
     source.add_argument("--meshes", nargs="+", type=Path, metavar="PATH",
                         help="mesh files or folders (obj, glb, gltf, ply, stl, off)")
+    source.add_argument("--manifest", type=Path, metavar="PATH",
+                        help="a corpus manifest.json from `zero1to3 data build` (with --split)")
+    parser.add_argument("--split", choices=("train", "val", "test", "train_extra", "val_extra", "test_extra"),
+                        help="which corpus split to render")
     parser.add_argument("--seed", type=int, default=0, help="seed of objects, cameras and lights (default 0)")
     parser.add_argument("--views", type=int, default=12, help="views per object (default 12)")
     parser.add_argument("--resolution", type=int, default=256, help="image size in pixels (default 256)")
@@ -48,9 +52,22 @@ def run(args: argparse.Namespace) -> int:
         missing = [str(p) for p in args.meshes if not p.exists()]
         if missing:
             raise CLIError(f"mesh path not found: {', '.join(missing)}")
+    import importlib.util
+
+    if importlib.util.find_spec("moderngl") is None:
+        raise CLIError("rendering needs moderngl: pip install 'zero1to3[render]'")
     from zero1to3.data.writer import render_dataset
 
-    objects = args.procedural if args.procedural is not None else [str(p) for p in args.meshes]
+    if args.manifest is not None:
+        if args.split is None:
+            raise CLIError("--manifest needs --split train|val|test")
+        from zero1to3.data.corpus import split_files
+
+        objects = [(name, str(path)) for name, path in split_files(args.manifest, args.split)]
+    elif args.split is not None:
+        raise CLIError("--split goes with --manifest")
+    else:
+        objects = args.procedural if args.procedural is not None else [str(p) for p in args.meshes]
     summary = render_dataset(args.out, objects, num_views=args.views, resolution=args.resolution, seed=args.seed,
                              workers=args.workers, save_mesh=args.save_mesh, overwrite=args.overwrite,
                              supersample=args.supersample, msaa=not args.no_msaa,

@@ -24,7 +24,7 @@ import trimesh
 from zero1to3.camera import REFERENCE_FOV_DEG
 from zero1to3.data.procedural import normalize_mesh
 
-__all__ = ["Light", "random_light", "RenderResult", "Renderer", "get_renderer", "render_views",
+__all__ = ["Light", "MAX_LIGHTS", "random_light", "RenderResult", "Renderer", "get_renderer", "render_views",
            "load_mesh", "normalize_mesh", "MESH_EXTENSIONS"]
 
 #: File types :func:`load_mesh` accepts (what trimesh reads).
@@ -37,11 +37,13 @@ in vec3 in_position;
 in vec3 in_normal;
 in vec4 in_color;
 in vec2 in_uv;
+out vec3 v_position;
 out vec3 v_normal;
 out vec4 v_color;
 out vec2 v_uv;
 void main() {
     gl_Position = mvp * vec4(in_position, 1.0);
+    v_position = in_position;
     v_normal = in_normal;
     v_color = in_color;
     v_uv = in_uv;
@@ -50,47 +52,98 @@ void main() {
 
 _FRAGMENT_SHADER = """
 #version 330
-uniform vec3 light_dir;     // unit vector from the surface towards the light, world frame
-uniform float light_intensity;
+#define MAX_LIGHTS 4
+uniform int num_lights;
+uniform vec3 light_dirs[MAX_LIGHTS];    // unit vectors from the surface towards each light, world frame
+uniform vec3 light_colors[MAX_LIGHTS];  // intensity times colour
 uniform float ambient;
+uniform float specular;                 // Blinn-Phong weight (0 = matte)
+uniform float shininess;
+uniform vec3 eye;                       // camera centre, world frame
 uniform bool use_texture;
 uniform sampler2D albedo_tex;
+in vec3 v_position;
 in vec3 v_normal;
 in vec4 v_color;
 in vec2 v_uv;
 out vec4 f_color;
 void main() {
-    vec3 albedo = use_texture ? texture(albedo_tex, v_uv).rgb * v_color.rgb : v_color.rgb;
+    vec4 texel = use_texture ? texture(albedo_tex, v_uv) : vec4(1.0);
+    if (texel.a < 0.5) discard;     // cut-out textures (leaves, fences): alpha is coverage
+    vec3 albedo = texel.rgb * v_color.rgb;
     vec3 n = normalize(v_normal);
     if (!gl_FrontFacing) n = -n;    // two-sided: meshes in the wild have inconsistent winding
-    float shade = ambient + light_intensity * max(dot(n, light_dir), 0.0);
-    f_color = vec4(min(albedo * shade, vec3(1.0)), 1.0);
+    vec3 to_eye = normalize(eye - v_position);
+    vec3 diffuse = vec3(ambient);
+    vec3 highlight = vec3(0.0);
+    for (int i = 0; i < num_lights; ++i) {
+        float lambert = max(dot(n, light_dirs[i]), 0.0);
+        diffuse += light_colors[i] * lambert;
+        if (specular > 0.0 && lambert > 0.0) {
+            vec3 h = normalize(light_dirs[i] + to_eye);
+            highlight += light_colors[i] * specular * pow(max(dot(n, h), 0.0), shininess);
+        }
+    }
+    f_color = vec4(min(albedo * diffuse + highlight, vec3(1.0)), 1.0);
 }
 """
+
+#: Most lights one render uses (the shader's array size).
+MAX_LIGHTS = 4
 
 
 @dataclass(frozen=True)
 class Light:
-    """A directional light (Lambert) plus ambient term: a cheap stand-in for the reference's area light."""
+    """Directional lights (Lambert, optional mild Blinn-Phong highlight) plus ambient: a cheap stand-in
+    for the reference's random area light.
+
+    ``direction``/``intensity`` is the key light; ``fill`` holds further ``(direction, intensity)`` lights
+    (at most ``MAX_LIGHTS - 1``). ``specular`` 0 keeps the surface matte.
+    """
 
     direction: tuple[float, float, float] = (0.3, -0.5, 0.8)
     intensity: float = 0.6
     ambient: float = 0.45
+    fill: tuple[tuple[tuple[float, float, float], float], ...] = ()
+    specular: float = 0.0
+    shininess: float = 32.0
 
     def unit_direction(self) -> np.ndarray:
-        d = np.asarray(self.direction, np.float64)
-        n = np.linalg.norm(d)
-        if not np.isfinite(n) or n < 1e-12:
-            raise ValueError("light direction must be a non-zero finite vector")
-        return d / n
+        return _unit(self.direction)
+
+    def lights(self) -> list[tuple[np.ndarray, float]]:
+        """(unit direction, intensity) of every light, key light first."""
+        if len(self.fill) > MAX_LIGHTS - 1:
+            raise ValueError(f"at most {MAX_LIGHTS - 1} fill lights, got {len(self.fill)}")
+        return [(self.unit_direction(), float(self.intensity))] + [(_unit(d), float(i)) for d, i in self.fill]
+
+
+def _unit(direction: Sequence[float]) -> np.ndarray:
+    d = np.asarray(direction, np.float64)
+    n = np.linalg.norm(d)
+    if d.shape != (3,) or not np.isfinite(n) or n < 1e-12:
+        raise ValueError("light direction must be a non-zero finite 3-vector")
+    return d / n
 
 
 def random_light(rng: np.random.Generator) -> Light:
-    """One random light per object: direction mostly from above, intensity and ambient varied."""
-    direction = rng.normal(size=3)
-    direction[2] = abs(direction[2]) + 0.3
-    ambient = float(rng.uniform(0.35, 0.6))
-    return Light(tuple(float(x) for x in direction), float(rng.uniform(0.3, 1.0 - ambient * 0.5)), ambient)
+    """A random light rig for one object: a key light mostly from above, 1-2 weaker fill lights from
+    anywhere, ambient 0.35-0.55 and a mild specular highlight (0-0.25). Ambient plus all lights stays
+    near 1.15, so a surface facing the key light shows about its albedo (game textures are authored dark
+    for engines that add light maps; the reference renders are bright)."""
+    ambient = float(rng.uniform(0.35, 0.55))
+    budget = 1.15 - ambient
+    key = rng.normal(size=3)
+    key[2] = abs(key[2]) + 0.3
+    key_share = float(rng.uniform(0.55, 0.8))
+    fills = []
+    count = int(rng.integers(1, 3))
+    shares = rng.dirichlet(np.ones(count)) * (1.0 - key_share)
+    for share in shares:
+        direction = rng.normal(size=3)
+        fills.append((tuple(float(x) for x in direction), float(budget * share)))
+    return Light(tuple(float(x) for x in key), float(budget * key_share), ambient, tuple(fills),
+                 specular=float(rng.uniform(0.0, 0.25)), shininess=float(rng.uniform(12.0, 64.0)))
 
 
 @dataclass
@@ -249,9 +302,17 @@ class Renderer:
         (texture or self._white).use(location=0)
         self.program["albedo_tex"].value = 0
         self.program["use_texture"].value = texture is not None
-        self.program["light_dir"].value = tuple(float(x) for x in light.unit_direction())
-        self.program["light_intensity"].value = float(light.intensity)
+        rig = light.lights()
+        dirs = np.zeros((MAX_LIGHTS, 3), np.float32)
+        cols = np.zeros((MAX_LIGHTS, 3), np.float32)
+        for j, (direction, intensity) in enumerate(rig):
+            dirs[j], cols[j] = direction, intensity
+        self.program["num_lights"].value = len(rig)
+        self.program["light_dirs"].write(dirs.tobytes())
+        self.program["light_colors"].write(cols.tobytes())
         self.program["ambient"].value = float(light.ambient)
+        self.program["specular"].value = float(light.specular)
+        self.program["shininess"].value = float(light.shininess)
 
         rw, rh = width * k, height * k
         ms, single, depth_fbo = self._framebuffers(rw, rh)
@@ -276,6 +337,7 @@ class Renderer:
                                  [0, 0, (far + near) / (near - far), 2 * far * near / (near - far)],
                                  [0, 0, -1, 0]], np.float64)
                 self.program["mvp"].write((proj @ view).T.astype("f4").tobytes())
+                self.program["eye"].value = tuple(float(x) for x in -view[:3, :3].T @ view[:3, 3])
                 target = ms if use_msaa else single
                 target.use()
                 target.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)

@@ -1,7 +1,7 @@
 """Write renders in the released Zero-1-to-3 layout (one folder per object, NNN.png + NNN.npy).
 
 Why this layout: the same reader (:mod:`zero1to3.data.dataset`) then serves our renders and the released
-Objaverse renders. Every object's cameras and light depend only on ``(seed, object index)``, so results do
+Objaverse renders. Every object's cameras depend only on ``(seed, object index)`` and its light rig on ``(seed, object name)``, so results do
 not depend on the number of workers, and an interrupted run resumes by skipping finished folders.
 """
 
@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import shutil
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence, Union
@@ -26,13 +27,14 @@ from zero1to3.atomic import write_json_atomic
 from zero1to3.camera import REFERENCE_FOV_DEG, REFERENCE_RADIUS_RANGE, camera_at, sample_reference_cameras
 from zero1to3.data.dataset import load_views_array
 from zero1to3.data.procedural import normalize_mesh, procedural_name, random_object
-from zero1to3.data.render import MESH_EXTENSIONS, load_mesh, random_light, render_views
+from zero1to3.data.render import MESH_EXTENSIONS, Light, load_mesh, random_light, render_views
 
 logger = logging.getLogger(__name__)
 
 #: What ``render_dataset`` accepts as objects: a procedural count, a folder or list of mesh files, or
 #: ready ``(name, mesh)`` pairs.
-ObjectSource = Union[int, str, os.PathLike, Sequence[Union[str, os.PathLike]], Sequence[tuple[str, trimesh.Trimesh]]]
+ObjectSource = Union[int, str, os.PathLike, Sequence[Union[str, os.PathLike]], Sequence[tuple[str, trimesh.Trimesh]],
+                     Sequence[tuple[str, Union[str, os.PathLike]]]]
 
 
 @dataclass
@@ -69,6 +71,8 @@ def _jobs(objects: ObjectSource) -> list[tuple[str, object]]:
     items = list(objects)
     if items and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], trimesh.Trimesh) for x in items):
         return [(str(name), mesh) for name, mesh in items]
+    if items and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], (str, os.PathLike)) for x in items):
+        return [(str(name), Path(path)) for name, path in items]  # (name, mesh file): a corpus split
     jobs: list[tuple[str, object]] = []
     used: dict[str, int] = {}
     for f in _mesh_files(items):
@@ -80,6 +84,12 @@ def _jobs(objects: ObjectSource) -> list[tuple[str, object]]:
             used[name] = 0
         jobs.append((name, f))
     return jobs
+
+
+def object_light(seed: int, name: str) -> Light:
+    """The light rig of one object: a function of ``(seed, object name)`` only, so an object keeps its
+    lighting when the object list around it changes, and different objects get different rigs."""
+    return random_light(np.random.default_rng((int(seed), zlib.crc32(name.encode("utf-8")), 2)))
 
 
 def _complete(folder: Path, num_views: int, save_mesh: bool) -> bool:
@@ -104,7 +114,7 @@ def _render_one(args: tuple) -> tuple[str, str | None]:
             mesh = load_mesh(source)
         rng = np.random.default_rng((seed, index, 1))
         poses = sample_reference_cameras(rng, num_views, radius_range).astype(np.float32)
-        light = random_light(rng)
+        light = object_light(seed, name)
         if orbit[0]:
             count, elevation_deg, radius = orbit
             ring = camera_at(elevation_deg, np.arange(count) * 360.0 / count, radius).astype(np.float32)
@@ -143,7 +153,8 @@ def render_dataset(out_dir: str | os.PathLike, objects: ObjectSource, num_views:
     """Render objects into ``out_dir/<name>/{000..}.png|npy`` (+ ``mesh.ply`` if ``save_mesh``).
 
     ``objects``: an int (that many procedural objects of family ``seed``), a folder or list of mesh files
-    or folders, or ``(name, trimesh)`` pairs. Cameras follow the reference distribution
+    or folders, ``(name, trimesh)`` pairs, or ``(name, mesh file)`` pairs (a corpus split, see
+    :func:`zero1to3.data.corpus.split_files`). Cameras follow the reference distribution
     (:func:`~zero1to3.camera.sample_reference_cameras`); each npy is the float32 world->camera 3x4 used
     for the image. Anti-aliasing: 4x ``msaa`` and/or ``supersample`` (on CPU, ``supersample=2,
     msaa=False`` is faster at <= 128 px). Complete folders are kept unless ``overwrite``.

@@ -47,15 +47,15 @@ PREFETCH_OBJECTS = 2
 EVAL_CHUNK = 64
 
 
-def _predict(pipe: ViewSampler, task: ViewTask, input_image: np.ndarray, size: int, *, num_samples: int,
-             guidance_scale: float, num_inference_steps: int, seed: int,
-             sampler_kwargs: dict[str, Any]) -> np.ndarray:
+def _predict(pipe: ViewSampler, task: ViewTask, size: int, *, num_samples: int, guidance_scale: float,
+             num_inference_steps: int, seed: int, sampler_kwargs: dict[str, Any]) -> np.ndarray:
     """uint8 [targets, samples, size, size, 3] predicted by ``pipe`` for the task's target poses.
 
+    The input goes to the pipe at the pipe's own size, resized once from the render (not via ``size``).
     Renders are already centred on white, so they go in without the object crop (``preprocess=False``);
     ``input_polar`` is the input camera's polar angle, which the Stable Zero123 pose encoding needs.
     """
-    image = composite_on_white(Image.fromarray(input_image), pipe.image_size)
+    image = Image.fromarray(task.object.image(task.input_view, int(pipe.image_size)))
     input_polar = spherical_of_camera(task.object.poses[task.input_view])[0]
     out = pipe(image, task.relative_poses, num_samples=num_samples, guidance_scale=guidance_scale,
                num_inference_steps=num_inference_steps, seed=seed, preprocess=False, input_polar=input_polar,
@@ -84,8 +84,8 @@ def _nanmean(values: np.ndarray, axis: int | None = None) -> Any:
 
 def target_masks(obj: EvalObject, views: list[str], size: int, gt: np.ndarray,
                  white_threshold: float) -> torch.Tensor:
-    """Foreground of the ground-truth views, bool [T, size, size]: alpha >= 0.5 after resizing; a view
-    without alpha falls back to its own non-white pixels."""
+    """Foreground of the ground-truth views, bool [T, size, size]: alpha >= ``ALPHA_THRESHOLD`` after resizing;
+    a view without alpha falls back to its own non-white pixels."""
     masks = []
     for view, image in zip(views, gt):
         alpha = obj.alpha(view, size)
@@ -202,7 +202,7 @@ def evaluate_nvs(pipe: ViewSampler, data_dir: str | Path, protocol: str = "rando
                 continue
             inp, gt, gt_mask = loaded["input"], loaded["targets"], loaded["masks"]
             obj_seed = object_seed(seed, obj.name)
-            preds = {name: _predict(m, task, inp, size, seed=obj_seed, **call) for name, m in models.items()}
+            preds = {name: _predict(m, task, size, seed=obj_seed, **call) for name, m in models.items()}
             preds.update(_constant_predictions(inp, len(task.targets)))
             record: dict[str, Any] = {"object": obj.name, "input_view": task.input_view, "targets": task.targets,
                                       "relative_poses_deg": [list(p.degrees()) for p in task.relative_poses],
@@ -308,7 +308,7 @@ def _run_side_check(sides: tuple | None, models: dict[str, Any], size: int, seed
         return None
     task, inp, gt_plus, gt_minus = sides
     plus, minus = task.targets
-    preds = {name: _predict(m, task, inp, size, seed=seed, **call) for name, m in models.items()}
+    preds = {name: _predict(m, task, size, seed=seed, **call) for name, m in models.items()}
     preds.update(_constant_predictions(inp, 2))
     checks = {}
     for method, pred in preds.items():

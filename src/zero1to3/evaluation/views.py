@@ -54,7 +54,7 @@ class EvalObject:
         """View ``view`` as uint8 RGB [H, W, 3], alpha-composited on white, resized to ``size`` if given."""
         return load_rgb(self.path / f"{view}.png", size)
 
-    def alpha(self, view: str, size: int | None = None) -> np.ndarray:
+    def alpha(self, view: str, size: int | None = None) -> np.ndarray | None:
         """Alpha of view ``view`` as float [H, W] in [0, 1] (resized to ``size`` like the image); None without alpha."""
         return load_alpha(self.path / f"{view}.png", size)
 

@@ -98,3 +98,21 @@ class ReconConfig:
         known = {f.name for f in fields(cls)}
         clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
         return cls(**clean)
+
+
+#: Named starting points for ReconConfig (the CLI's --preset and the demo's 3D quality). "fast" is a CPU
+#: preview that finishes in minutes (coarse grids, small renders, 2 views a step, 60 steps); "full" is
+#: the recipe above (SPEC §7), meant for a GPU: hours on a CPU.
+RECON_PRESETS: dict[str, dict[str, Any]] = {
+    "fast": dict(steps=60, batch_size=2, grid_resolutions=(32, 48), render_resolutions=(32, 48),
+                 milestones=(0.0, 0.5)),
+    "full": {},
+}
+
+#: Turntable written by each preset: (frames, resolution in pixels).
+PRESET_TURNTABLE: dict[str, tuple[int, int]] = {"fast": (36, 128), "full": (60, 256)}
+
+
+def default_preset(device: str) -> str:
+    """The preset a device gets when none is named: the recipe on a GPU, the preview on a CPU."""
+    return "fast" if str(device).startswith("cpu") else "full"

@@ -20,6 +20,8 @@ from scipy import ndimage
 from skimage import measure
 from skimage.filters import threshold_otsu
 
+from zero1to3.media import mesh_for_gltf
+
 from .field import DEFAULT_OCCUPANCY_THRESHOLD, VoxelField
 
 log = logging.getLogger(__name__)
@@ -161,7 +163,11 @@ def extract_mesh(field: VoxelField, level: float | None = None, *, reference: tu
 
 
 def export_mesh(mesh: trimesh.Trimesh, path: str | Path, file_format: str | None = None) -> Path:
-    """Write ``mesh`` as .glb (default), .obj or .ply, with vertex colours; returns the path written."""
+    """Write ``mesh`` as .glb (default), .obj or .ply, with vertex colours; returns the path written.
+
+    GLB is turned +Y up with linear vertex colours as glTF requires (zero1to3.media.mesh_for_gltf); OBJ and
+    PLY keep our +Z up and sRGB colours. The file appears complete or not at all (temp file + rename).
+    """
     path = Path(path)
     fmt = (file_format or path.suffix.lstrip(".") or "glb").lower()
     if fmt not in MESH_FORMATS:
@@ -171,5 +177,11 @@ def export_mesh(mesh: trimesh.Trimesh, path: str | Path, file_format: str | None
     if len(mesh.faces) == 0:
         raise EmptyMeshError("refusing to write an empty mesh")
     path.parent.mkdir(parents=True, exist_ok=True)
-    mesh.export(path, file_type=fmt)
+    data = (mesh_for_gltf(mesh) if fmt == "glb" else mesh).export(file_type=fmt)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import imageio.v2 as imageio
 import numpy as np
 import torch
 import trimesh
@@ -28,7 +27,9 @@ from tqdm.auto import tqdm
 
 from zero1to3.atomic import atomic_path, write_text_atomic
 from zero1to3.camera import camera_at
+from zero1to3.cpu_threads import cpu_threads
 from zero1to3.jsonable import json_safe
+from zero1to3.media import check_animation_path, save_animation
 from zero1to3.protocols import ScoreModel
 
 from .config import ReconConfig
@@ -59,7 +60,7 @@ class ReconResult:
 
     def save(self, out_dir: str | Path, mesh_format: str = "glb", turntable: bool = True,
              turntable_frames: int = 60, turntable_resolution: int = 256,
-             video_format: str = "gif") -> dict[str, Path]:
+             video_format: str = "gif", progress: bool = False) -> dict[str, Path]:
         """Write mesh, settings JSON, field tensors, turntable animation and input render; returns paths."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -76,35 +77,29 @@ class ReconResult:
             paths["turntable"] = render_turntable(
                 self.field, out / f"turntable.{video_format}", frames=turntable_frames,
                 elevation_deg=self.elevation_deg, radius=self.settings["config"]["radius"],
-                fov_deg=self.settings["config"]["fov_deg"], resolution=turntable_resolution)
+                fov_deg=self.settings["config"]["fov_deg"], resolution=turntable_resolution, progress=progress)
         return paths
 
 
 @torch.no_grad()
 def render_views(field_: VoxelField, cameras: list[np.ndarray] | np.ndarray, fov_deg: float,
-                 resolution: int) -> np.ndarray:
+                 resolution: int, progress: bool = False, desc: str = "render") -> np.ndarray:
     """uint8 RGB renders [N, H, W, 3] of the field (one camera at a time: bounded memory)."""
     frames = []
-    for cam in cameras:
+    for cam in tqdm(cameras, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
         rgb = field_.render(cam, fov_deg, resolution).rgb
         frames.append((rgb.clamp(0, 1) * 255).round().byte().cpu().numpy())
     return np.stack(frames)
 
 
 def render_turntable(field_: VoxelField, path: str | Path, frames: int = 60, elevation_deg: float = 0.0,
-                     radius: float = 2.0, fov_deg: float = 49.1, resolution: int = 256, fps: int = 20
-                     ) -> Path:
+                     radius: float = 2.0, fov_deg: float = 49.1, resolution: int = 256, fps: int = 20,
+                     progress: bool = False) -> Path:
     """A full azimuth orbit of the field at the input elevation, as GIF (or .mp4 with imageio-ffmpeg)."""
-
-    path = Path(path)
+    path = check_animation_path(path)
     cams = [camera_at(elevation_deg, 360.0 * i / frames, radius) for i in range(frames)]
-    images = render_views(field_, cams, fov_deg, resolution)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
-        imageio.mimsave(path, list(images), duration=1.0 / fps, loop=0)
-    else:
-        imageio.mimsave(path, list(images), fps=fps)
-    return path
+    images = render_views(field_, cams, fov_deg, resolution, progress=progress, desc="turntable")
+    return save_animation(path, list(images), fps)
 
 
 def _write_preview(field_: VoxelField, preview_dir: Path, step: int, config: ReconConfig,
@@ -136,7 +131,17 @@ def reconstruct(pipe: ScoreModel, image: Any, config: ReconConfig | None = None,
     ``image``: path, PIL image or HxWx{3,4} array (object on white or with alpha). ``preview_dir``:
     write a strip of renders (input, then azimuth 0/90/180/270) every ``preview_every`` steps.
     Raises :class:`~zero1to3.recon.mesh.EmptyMeshError` (a ValueError) if no surface comes out.
+    On a CPU it runs with the pipeline's thread choice (zero1to3.cpu_threads), as its sampler calls do.
     """
+    threads = pipe.sampling_threads() if hasattr(pipe, "sampling_threads") else None
+    with cpu_threads(threads):
+        return _reconstruct(pipe, image, config, preview_dir=preview_dir, preview_every=preview_every,
+                            progress=progress, callback=callback)
+
+
+def _reconstruct(pipe: ScoreModel, image: Any, config: ReconConfig | None, *, preview_dir: str | Path | None,
+                 preview_every: int | None, progress: bool,
+                 callback: Callable[[int, dict[str, float]], None] | None) -> ReconResult:
     config = config or ReconConfig()
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
@@ -160,8 +165,9 @@ def reconstruct(pipe: ScoreModel, image: Any, config: ReconConfig | None = None,
                                            guidance_scale=config.guidance_scale, seed=config.seed)
         elevation = elevation_est.elevation_deg
         timings["elevation"] = time.perf_counter() - t0
-    log.info("input view: elevation %.1f deg (%s), radius %.2f, fov %.1f deg, mask from %s", elevation,
-             "estimated" if elevation_est else "given", config.radius, config.fov_deg, reference.mask_source)
+    source = ("estimated" if elevation_est else
+              "the default: give the photo's elevation if it is not at camera level" if elevation == 0.0 else "given")
+    log.info("input view: elevation %.1f deg (%s), radius %.2f, fov %.1f deg, mask from %s", elevation, source, config.radius, config.fov_deg, reference.mask_source)
     ref_cam = camera_at(elevation, 0.0, config.radius)
     timings["prepare"] = time.perf_counter() - t_start - timings.get("elevation", 0.0)
 

@@ -23,9 +23,7 @@ from zero1to3.camera import RelativePose, camera_position, look_at
 def pose_vector(elevation_deg: float, azimuth_deg: float, radius: float, ref_elevation_deg: float,
                 ref_radius: float, stable: bool = False) -> np.ndarray:
     """Zero-1-to-3 conditioning vector of a target camera relative to the input camera (azimuth 0)."""
-    # polar = 90 - elevation, so d_polar = ref_elevation - elevation (positive = camera moves down).
-    pose = RelativePose(math.radians(ref_elevation_deg - elevation_deg), math.radians(azimuth_deg),
-                        radius - ref_radius)
+    pose = RelativePose.between_elevations(ref_elevation_deg, elevation_deg, azimuth_deg, radius - ref_radius)
     if stable:
         return pose.stable_vector(math.radians(90.0 - ref_elevation_deg))
     return pose.vector()

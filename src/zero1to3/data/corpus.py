@@ -1,0 +1,1122 @@
+"""A corpus of real, third-party 3D objects from installable packages (Debian game/asset data, folders).
+
+Why: a model only learns what it sees. These packages ship thousands of objects made by other people,
+with textures and licences stated, and they install with the ordinary clients (nothing is fetched at run
+time). Each object is normalised like the reference (bounding box centred at the origin, largest side 1),
+its texture downsized to <= 512 px, and written as ``OUT/objects/<package>/<id>.glb``.
+
+GLB convention: the stored mesh is **+Y up** (the glTF convention), so
+:func:`zero1to3.data.render.load_mesh` (which turns .glb from +Y up into the renderer's +Z up, as
+Blender's importer does) shows it upright. Sources are read in their own up-axis (see :data:`SOURCES`).
+
+The manifest (``OUT/manifest.json``) records per object the source package and version, path inside it,
+licence as stated in ``/usr/share/doc/PKG/copyright``, triangle/vertex counts, textured or not, sha256 of
+the GLB, a category where the source's folders give one, a near-duplicate group and the split. Splits are
+by whole source package, so held-out numbers measure generalisation to other makers' objects; a
+near-duplicate group never straddles splits (held-out copies of a training object are excluded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import trimesh
+
+from zero1to3.data.procedural import normalize_mesh
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RESERVED_SOURCES", "Source", "SOURCES", "DEFAULT_SPLITS", "ObjectRecord", "ReservedSourceError",
+           "check_not_reserved", "build_corpus", "convert_object", "near_duplicate_groups", "assign_splits",
+           "load_manifest", "split_files", "MAX_TEXTURE_SIZE", "MESH_FILE_EXTENSIONS", "read_md2", "read_pmd", "read_pie"]
+
+#: Sources reserved for independent evaluation (BRIEF): never built into a corpus. Matched against
+#: package names and against every component of a folder source's path.
+RESERVED_SOURCES: tuple[str, ...] = ("sweethome3d-furniture", "opencv-doc", "robosuite", "pybullet",
+                                     "pybullet_data", "pybullet-data", "pymeshlab", "panda3d", "dm-control",
+                                     "dm_control", "scikit-image", "skimage", "scikit-learn", "sklearn")
+
+MAX_TEXTURE_SIZE = 512
+#: Objects below/above these sizes are dropped (near-empty / too heavy for dataset rendering).
+MIN_FACES, MAX_FACES = 12, 200_000
+#: Formats trimesh reads itself; the rest go through Debian's ``assimp`` command-line tool.
+TRIMESH_FORMATS = (".obj", ".dae", ".glb", ".gltf", ".ply", ".stl", ".off")
+ASSIMP_FORMATS = (".md2", ".md3", ".md5mesh", ".iqm", ".ase", ".ac", ".acc", ".b3d", ".3ds", ".x", ".ms3d",
+                  ".lwo", ".fbx", ".blend")
+#: What a folder source (your own meshes) reads.
+MESH_FILE_EXTENSIONS = TRIMESH_FORMATS + ASSIMP_FORMATS
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tga", ".bmp", ".dds", ".rgb", ".sgi")
+#: Parts and files that are not objects: terrain, sky, particles, shadows, collision hulls, projectiles.
+DEFAULT_EXCLUDE = (r"(^|[/_.-])(terrain|sky|skybox|skydome|particles?|effects?|decals?|shadows?|collision|"
+                   r"lightmap|water|clouds?|proj|projectiles?|gibs?|debris|tracks?|hud|icons?|lod[1-9])([/_.-]|$)")
+_NON_ALBEDO = re.compile(r"(normal|_n$|_nm$|bump|mask|spec|_s$|gloss|glow|_g$|emissive|height|rough|metal|"
+                         r"_ao$|ambient|lightmap|shadow|_local$|_norm$)", re.I)
+
+
+class ReservedSourceError(ValueError):
+    """A reserved evaluation source was named for the corpus."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One installable source of meshes.
+
+    ``kind``: ``deb`` (a Debian package, version from dpkg), or ``folder`` (a user's own meshes).
+    ``roots``: folders (or zip/pk3 archives) holding the meshes. ``up_axis``: of the files as loaded.
+    ``category_levels``: which path components (relative to a root) name the category.
+    """
+
+    name: str
+    roots: tuple[str, ...]
+    extensions: tuple[str, ...]
+    kind: str = "deb"
+    up_axis: str = "z"
+    exclude: str = DEFAULT_EXCLUDE
+    category_levels: tuple[int, ...] = (0,)
+    path_filter: str = ""  #: if set, only relative paths matching this regex
+    reader: str = "files"  #: "files" (one model file per object) or "0ad-actors" (0 A.D. actor XMLs)
+
+
+_G = "/usr/share/games"
+#: The sources `zero1to3 data build` knows (install: ``apt-get install -y <name> assimp-utils``).
+SOURCES: dict[str, Source] = {s.name: s for s in (
+    Source("ufoai-data", (f"{_G}/ufoai/base/0models.pk3",), (".md2", ".obj"), up_axis="z",
+           exclude=DEFAULT_EXCLUDE + r"|^models/(geoscape|sequence|soldiers|civilians|pilots|characters)/|head\d*\.md2$",
+           category_levels=(1, 2)),
+    Source("redeclipse-data", (f"{_G}/redeclipse/data",), (".obj", ".iqm", ".md5mesh"), up_axis="z",
+           exclude=DEFAULT_EXCLUDE + r"|^(textures|maps|sounds|particles|fonts|weapons|actors|vanities)/",
+           category_levels=(0,)),
+    Source("scorched3d-data", (f"{_G}/scorched3d/data",), (".ase",), up_axis="z", category_levels=(1,)),
+    Source("torcs-data", (f"{_G}/torcs",), (".acc", ".ac"), up_axis="y",
+           exclude=DEFAULT_EXCLUDE + r"|^(tracks|wheels)/|-(lod|shadow)|/shadow", category_levels=(0,)),
+    Source("trigger-rally-data", (f"{_G}/trigger-rally/data.zip",), (".obj",), up_axis="z",
+           category_levels=(0,)),
+    Source("neverball-data", (f"{_G}/neverball",), (".obj",), up_axis="y", category_levels=(0,),
+           exclude=DEFAULT_EXCLUDE + r"|^(map-|textures)"),
+    Source("minetest-data", (f"{_G}/minetest",), (".obj", ".b3d"), up_axis="y", category_levels=(1,)),
+    Source("warzone2100-data", (f"{_G}/warzone2100/base.wz", f"{_G}/warzone2100/mp.wz"), (".pie",), up_axis="y",
+           exclude=DEFAULT_EXCLUDE + r"|^(effects|misc)/", category_levels=(0, 1)),
+    Source("0ad-data", (f"{_G}/0ad/mods/public/public.zip",), (".xml",), up_axis="y", reader="0ad-actors",
+           exclude=DEFAULT_EXCLUDE + r"|^(particle|special|temp|campaigns)/|destruct|rubble|garrison|"
+                                     r"(^|/)(units/.*(infantry|cavalry|hero|champion|support|female|citizen))",
+           category_levels=(0, 1)),
+)}
+
+#: Default split of the known packages: whole packages per split (held-out makers).
+DEFAULT_SPLITS: dict[str, str] = {
+    "0ad-data": "train", "ufoai-data": "train", "minetest-data": "train",
+    "warzone2100-data": "val", "scorched3d-data": "val",
+    "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
+}
+
+
+@dataclass
+class ObjectRecord:
+    """One manifest row."""
+
+    id: str
+    package: str
+    version: str
+    source_path: str
+    licence: str
+    file: str
+    faces: int
+    vertices: int
+    textured: bool
+    vertex_colours: bool
+    sha256: str
+    geometry_hash: str
+    category: str
+    main_part_span: float = 1.0
+    group: str = ""
+    split: str = ""
+    note: str = ""
+
+
+def check_not_reserved(name: str, path: str | os.PathLike | None = None) -> None:
+    """Raise :class:`ReservedSourceError` if ``name`` (or a component of ``path``) is a reserved source."""
+    candidates = {name.lower()}
+    if path is not None:
+        candidates |= {part.lower() for part in Path(path).parts}
+    hit = sorted(candidates & set(RESERVED_SOURCES))
+    if hit:
+        raise ReservedSourceError(f"{hit[0]!r} is reserved for independent evaluation and is never used "
+                                  "for training, tuning or rendering")
+
+
+# --------------------------------------------------------------------------------------------- package info
+def package_version(source: Source) -> str | None:
+    """Installed version of a Debian package (None if not installed); ``local`` for folders."""
+    if source.kind != "deb":
+        return "local"
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Status}\t${Version}", source.name],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0 or "install ok installed" not in out.stdout:
+        return None
+    return out.stdout.split("\t", 1)[1].strip()
+
+
+def package_licence(name: str, doc_root: str = "/usr/share/doc") -> str:
+    """The licences the package's copyright file states (DEP-5 ``License:`` names, most frequent first)."""
+    path = Path(doc_root) / name / "copyright"
+    if not path.is_file():
+        return "unknown (no copyright file)"
+    names = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("License:"):
+            value = line.split(":", 1)[1].strip()
+            if value:
+                names[value] += 1
+    return "; ".join(n for n, _ in names.most_common()) if names else "see " + str(path)
+
+
+# --------------------------------------------------------------------------------------------- discovery
+def _iter_files(source: Source, extract_dir: Path) -> Iterator[tuple[str, Path, Path]]:
+    """(path relative to its root, local file, root) for every candidate mesh; archives are extracted."""
+    exclude = re.compile(source.exclude, re.I) if source.exclude else None
+    keep = re.compile(source.path_filter, re.I) if source.path_filter else None
+    if source.reader == "0ad-actors":
+        yield from _iter_0ad_actors(source, exclude)
+        return
+    for root_name in source.roots:
+        root = Path(root_name)
+        if root.is_file() and root.suffix.lower() in (".zip", ".pk3", ".wz"):
+            target = extract_dir / source.name / root.stem
+            if not (target / ".done").is_file():
+                with zipfile.ZipFile(root) as archive:
+                    members = [m for m in archive.namelist()
+                               if Path(m).suffix.lower() in source.extensions + IMAGE_EXTENSIONS + (".mtl",)]
+                    archive.extractall(target, members)
+                (target / ".done").write_text("ok")
+            root = target
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*")):
+            if path.suffix.lower() not in source.extensions or not path.is_file():
+                continue
+            rel = path.relative_to(root).as_posix()
+            if (exclude and exclude.search(rel)) or (keep and not keep.search(rel)):
+                continue
+            yield rel, path, root
+
+
+# --------------------------------------------------------------------------------------------- 0 A.D.
+_ZIPS: dict[str, zipfile.ZipFile] = {}
+
+
+def _zip(path: str) -> zipfile.ZipFile:
+    if path not in _ZIPS:
+        _ZIPS[path] = zipfile.ZipFile(path)
+    return _ZIPS[path]
+
+
+def _actor_parts(archive: zipfile.ZipFile, name: str, depth: int = 0) -> list[tuple[str, str, bool]]:
+    """(mesh, colour texture, alpha is cut-out) triples of a 0 A.D. actor: its main mesh plus the props it attaches at the
+    root (identity placement), recursively; decals, effects and garrison flags are left out."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(archive.read(name))
+    except (KeyError, ET.ParseError):
+        return []
+    mesh = next((m.text.strip() for m in root.iter("mesh") if m.text and m.text.strip()), "")
+    material = next((m.text.strip() for m in root.iter("material") if m.text), "")
+    cutout = "trans" in material and "player" not in material  # else alpha is a player-colour mask
+    texture = ""
+    for t in root.iter("texture"):
+        if t.get("name") in (None, "baseTex") and t.get("file"):
+            texture = t.get("file")
+            break
+    parts = [(mesh, texture, cutout)] if mesh else []
+    if depth < 2:
+        groups = root.findall("group")
+        variant = groups[0].find("variant") if groups else None
+        for prop in (variant.iter("prop") if variant is not None else []):
+            actor = prop.get("actor", "")
+            if prop.get("attachpoint") == "root" and actor and not re.search(
+                    r"decal|dust|smoke|fire|particle|garrison|destruct|flag|shadow|rubble|ao_", actor, re.I):
+                parts += _actor_parts(archive, "art/actors/" + actor, depth + 1)
+    return parts
+
+
+def _iter_0ad_actors(source: Source, exclude) -> Iterator[tuple[str, Path, Path]]:
+    """One object per actor whose main mesh is a static (non-skeletal) mesh; one actor per main mesh."""
+    archive_path = source.roots[0]
+    if not Path(archive_path).is_file():
+        return
+    archive = _zip(archive_path)
+    names = set(archive.namelist())
+    seen_meshes: set[str] = set()
+    for name in sorted(n for n in names if n.startswith("art/actors/") and n.endswith(".xml")):
+        rel = name[len("art/actors/"):]
+        if exclude and exclude.search(rel):
+            continue
+        parts = _actor_parts(archive, name)
+        if not parts or parts[0][0].startswith("skeletal/") or parts[0][0] in seen_meshes:
+            continue
+        if f"art/meshes/{parts[0][0]}.cached.pmd" not in names:
+            continue
+        seen_meshes.add(parts[0][0])
+        yield rel, Path(archive_path) / name, Path(archive_path)
+
+
+def read_pmd(data: bytes) -> trimesh.Trimesh:
+    """0 A.D.'s PMD mesh (format documented on the 0 A.D. wiki): positions, normals, first UV set, faces."""
+    if data[:4] != b"PSMD":
+        raise ValueError("not a PMD mesh")
+    version = int.from_bytes(data[4:8], "little")
+    offset = 12
+    count = int.from_bytes(data[offset:offset + 4], "little")
+    offset += 4
+    uv_sets = 1
+    if version >= 4:
+        uv_sets = int.from_bytes(data[offset:offset + 4], "little")
+        offset += 4
+    stride = 24 + 8 * uv_sets + 20
+    vertex_dtype = np.dtype([("pos", "<f4", 3), ("normal", "<f4", 3), ("uv", "<f4", (uv_sets, 2)),
+                             ("blend", "V20")])
+    assert vertex_dtype.itemsize == stride
+    verts = np.frombuffer(data, vertex_dtype, count, offset)
+    offset += stride * count
+    faces_count = int.from_bytes(data[offset:offset + 4], "little")
+    offset += 4
+    faces = np.frombuffer(data, "<u2", faces_count * 3, offset).reshape(-1, 3).astype(np.int64)
+    if faces.size and faces.max() >= count:
+        raise ValueError("corrupt PMD (face index out of range)")
+    uv = verts["uv"][:, 0].astype(np.float64) if uv_sets else np.zeros((count, 2))
+    uv[:, 1] = 1.0 - uv[:, 1]  # PMD v runs down the image; glTF/trimesh v runs up
+    mesh = trimesh.Trimesh(verts["pos"].astype(np.float64), faces, process=False)
+    mesh.visual = trimesh.visual.TextureVisuals(uv=uv)
+    return mesh
+
+
+def read_md2(path: Path) -> tuple[trimesh.Trimesh, list[str]]:
+    """A Quake II MD2 model's first frame (format public since 1997) and its skin names. UFO:AI's MD2s
+    carry no GL commands, which assimp rejects; the triangles are all we need."""
+    data = Path(path).read_bytes()
+    if data[:4] != b"IDP2" or len(data) < 68:
+        raise ValueError("not an MD2 model")
+    (skin_w, skin_h, _frame_size, n_skins, n_xyz, n_st, n_tris, _n_gl, n_frames, ofs_skins, ofs_st, ofs_tris,
+     ofs_frames) = np.frombuffer(data, "<i4", 13, 8).tolist()
+    if min(n_xyz, n_st, n_tris, n_frames) <= 0 or ofs_frames + 40 + 4 * n_xyz > len(data):
+        raise ValueError("empty or truncated MD2")
+    skins = [data[ofs_skins + 64 * i: ofs_skins + 64 * (i + 1)].split(b"\0", 1)[0].decode("latin-1")
+             for i in range(n_skins)]
+    st = np.frombuffer(data, "<i2", 2 * n_st, ofs_st).reshape(-1, 2).astype(np.float64)
+    tris = np.frombuffer(data, "<u2", 6 * n_tris, ofs_tris).reshape(-1, 6).astype(np.int64)
+    scale = np.frombuffer(data, "<f4", 3, ofs_frames).astype(np.float64)
+    translate = np.frombuffer(data, "<f4", 3, ofs_frames + 12).astype(np.float64)
+    packed = np.frombuffer(data, np.uint8, 4 * n_xyz, ofs_frames + 40).reshape(-1, 4)[:, :3]
+    xyz = packed.astype(np.float64) * scale + translate
+    if tris[:, :3].max() >= n_xyz or tris[:, 3:].max() >= n_st:
+        raise ValueError("corrupt MD2 (index out of range)")
+    corners = np.stack([tris[:, :3].reshape(-1), tris[:, 3:].reshape(-1)], axis=1)
+    unique, inverse = np.unique(corners, axis=0, return_inverse=True)
+    uv = st[unique[:, 1]] / [max(skin_w, 1), max(skin_h, 1)]
+    uv[:, 1] = 1.0 - uv[:, 1]
+    faces = inverse.reshape(-1, 3)[:, ::-1]  # MD2 winds clockwise
+    mesh = trimesh.Trimesh(xyz[unique[:, 0]], faces, process=False)
+    mesh.visual = trimesh.visual.TextureVisuals(uv=uv)
+    return mesh, skins
+
+
+def read_pie(path: Path) -> tuple[trimesh.Trimesh, str]:
+    """A Warzone 2100 PIE model (text; PIE 2 pixel or PIE 3 float texture coordinates), first level only,
+    and its texture page name. Polygons are fanned into triangles."""
+    lines = Path(path).read_text(errors="replace").splitlines()
+    if not lines or not lines[0].startswith("PIE"):
+        raise ValueError("not a PIE model")
+    version = int(lines[0].split()[1])
+    texture, size = "", (256.0, 256.0)
+    points: list[list[float]] = []
+    vertices: list[list[float]] = []
+    uvs: list[list[float]] = []
+    faces: list[list[int]] = []
+    i, level = 1, 0
+    while i < len(lines):
+        words = lines[i].split()
+        i += 1
+        if not words:
+            continue
+        if words[0] == "TEXTURE" and len(words) >= 3:
+            texture = words[2]
+            if len(words) >= 5:
+                size = (max(float(words[3]), 1.0), max(float(words[4]), 1.0))
+        elif words[0] == "LEVEL":
+            level = int(words[1])
+            if level > 1:
+                break
+        elif words[0] == "POINTS":
+            points = [[float(x) for x in lines[i + k].split()[:3]] for k in range(int(words[1]))]
+            i += int(words[1])
+        elif words[0] == "POLYGONS":
+            for k in range(int(words[1])):
+                values = lines[i + k].split()
+                flags, count = int(values[0], 16), int(values[1])
+                index = [int(x) for x in values[2:2 + count]]
+                rest = values[2 + count:]
+                if flags & 0x4000:  # animated texture: frames, rate, width, height precede the coordinates
+                    rest = rest[4:]
+                coords = np.array([float(x) for x in rest[:2 * count]] + [0.0] * max(0, 2 * count - len(rest)))
+                coords = coords.reshape(count, 2)
+                if version < 3:
+                    coords = coords / size
+                base = len(vertices)
+                for j, (vi, (u, v)) in enumerate(zip(index, coords)):
+                    vertices.append(points[vi])
+                    uvs.append([u, 1.0 - v])
+                faces += [[base, base + j, base + j + 1] for j in range(1, count - 1)]
+            i += int(words[1])
+    if not faces:
+        raise ValueError("no polygons")
+    mesh = trimesh.Trimesh(np.array(vertices), np.array(faces), process=False)
+    mesh.visual = trimesh.visual.TextureVisuals(uv=np.array(uvs))
+    return mesh, texture
+
+
+def _texture_0ad(names: set[str], file: str) -> str | None:
+    stem = "art/textures/skins/" + file.rsplit(".", 1)[0]
+    for ext in (".dds", ".png", ".tga"):
+        if stem + ext + ".cached.dds" in names:
+            return stem + ext + ".cached.dds"
+    return None
+
+
+def _load_0ad_parts(archive_path: str, actor: str) -> list[trimesh.Trimesh]:
+    from PIL import Image
+
+    archive = _zip(archive_path)
+    names = set(archive.namelist()) if not hasattr(archive, "_name_set") else archive._name_set
+    archive._name_set = names  # type: ignore[attr-defined]
+    parts = []
+    for mesh_name, texture_file, cutout in _actor_parts(archive, actor):
+        key = f"art/meshes/{mesh_name}.cached.pmd"
+        if key not in names:
+            continue
+        mesh = read_pmd(archive.read(key))
+        texture = _texture_0ad(names, texture_file) if texture_file else None
+        if texture is not None:
+            try:
+                image = Image.open(io.BytesIO(archive.read(texture)))
+                image.load()
+                image = image.convert("RGBA")
+                if not cutout:
+                    image.putalpha(255)
+                mesh = _textured(mesh, mesh.visual.uv, image)
+            except Exception:  # undecodable texture: keep the geometry, grey
+                pass
+        parts.append(mesh)
+    return parts
+
+
+def _category(rel: str, levels: Sequence[int]) -> str:
+    parts = rel.split("/")[:-1]
+    return "/".join(parts[i] for i in levels if i < len(parts))
+
+
+def object_id(package: str, rel: str) -> str:
+    """A file-name-safe unique id: package short name + path without extension."""
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", rel.rsplit(".", 1)[0]).strip("_")
+    return f"{package.removesuffix('-data')}__{stem}"[:150]
+
+
+# --------------------------------------------------------------------------------------------- loading
+def _find_image(name: str, folders: Iterable[Path]) -> Path | None:
+    """An image called ``name`` (any image extension, case-insensitive) in one of ``folders``."""
+    stem = Path(name.replace("\\", "/")).stem.lower()
+    if not stem:
+        return None
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for f in folder.iterdir():
+            if f.suffix.lower() in IMAGE_EXTENSIONS and f.stem.lower() == stem:
+                return f
+    return None
+
+
+def _guess_albedo(mesh_path: Path) -> Path | None:
+    """The colour texture of a model whose file does not name one: an image next to it named like the
+    model, 'diffuse', 'skin' or 'texture', else the largest image that is not a normal/mask/specular map."""
+    folder = mesh_path.parent
+    if not folder.is_dir():
+        return None
+    images = [f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()]
+    albedo = [f for f in images if not _NON_ALBEDO.search(f.stem)]
+    if not albedo:
+        return None
+    for preferred in (mesh_path.stem.lower(), "diffuse", "skin", "texture", "tex", "colour", "color"):
+        for f in albedo:
+            if f.stem.lower() == preferred:
+                return f
+    return max(albedo, key=lambda f: f.stat().st_size)
+
+
+def _open_image(path: Path):
+    from PIL import Image
+
+    image = Image.open(path)
+    image.load()
+    return _alpha_as_cutout(image.convert("RGBA") if image.mode not in ("RGB", "RGBA") else image)
+
+
+def _alpha_as_cutout(image):
+    """Keep a texture's alpha only where it looks like cut-out coverage (>= 10% fully transparent texels,
+    as in leaves and fences); game textures often use alpha for gloss or team-colour masks instead."""
+    if image.mode != "RGBA":
+        return image
+    alpha = np.asarray(image.getchannel("A"))
+    if np.mean(alpha < 16) >= 0.10:
+        return image
+    opaque = image.copy()
+    opaque.putalpha(255)
+    return opaque
+
+
+def _mtl_textures(obj_path: Path) -> dict[str, str]:
+    """material name -> texture name from the .mtl files an OBJ references (names as written)."""
+    out: dict[str, str] = {}
+    try:
+        text = obj_path.read_text(errors="replace")
+    except OSError:
+        return out
+    for line in text.splitlines():
+        if line.startswith("mtllib"):
+            mtl = obj_path.parent / line.split(None, 1)[1].strip()
+            if mtl.is_file():
+                current = None
+                for mline in mtl.read_text(errors="replace").splitlines():
+                    words = mline.strip().split(None, 1)
+                    if len(words) == 2 and words[0] == "newmtl":
+                        current = words[1].strip()
+                    elif len(words) == 2 and words[0].lower() == "map_kd" and current is not None:
+                        out[current] = words[1].strip().split()[-1]
+    return out
+
+
+def _assimp_to_glb(path: Path, workdir: Path) -> Path:
+    """Convert a game format to glTF binary with Debian's ``assimp`` tool (assimp-utils); textures stay
+    external references, resolved next to the source file."""
+    out = workdir / "converted.glb"
+    if shutil.which("assimp") is None:
+        raise RuntimeError("the assimp tool is missing (apt-get install -y assimp-utils)")
+    done = subprocess.run(["assimp", "export", str(path), str(out), "-fglb2"], capture_output=True, text=True,
+                          timeout=120, cwd=path.parent)
+    if done.returncode != 0 or not out.is_file():
+        message = (done.stdout + done.stderr).strip().splitlines()
+        raise ValueError(f"assimp could not read it ({message[-1] if message else 'no output'})")
+    return out
+
+
+def _simplify_glb(path: Path) -> list[str]:
+    """Rewrite an assimp-written GLB in place with plain metallic-roughness materials, and return the
+    image URI of each material's colour texture (material index order).
+
+    assimp writes KHR_materials_pbrSpecularGlossiness, which trimesh converts per pixel (seconds per
+    material); the diffuse texture is all the renderer uses, so it becomes the base colour texture.
+    """
+    data = path.read_bytes()
+    if data[:4] != b"glTF":
+        return []
+    length = int.from_bytes(data[12:16], "little")
+    doc = json.loads(data[20:20 + length])
+    images = [img.get("uri", "") for img in doc.get("images", [])]
+    textures = [images[t["source"]] if t.get("source", len(images)) < len(images) else ""
+                for t in doc.get("textures", [])]
+    names = []
+    for material in doc.get("materials", []):
+        gloss = material.pop("extensions", {}).get("KHR_materials_pbrSpecularGlossiness", {})
+        pbr = material.setdefault("pbrMetallicRoughness", {})
+        if "baseColorTexture" not in pbr and "diffuseTexture" in gloss:
+            pbr["baseColorTexture"] = gloss["diffuseTexture"]
+        if "baseColorFactor" not in pbr and "diffuseFactor" in gloss:
+            pbr["baseColorFactor"] = gloss["diffuseFactor"]
+        index = pbr.get("baseColorTexture", {}).get("index")
+        names.append(textures[index] if index is not None and index < len(textures) else "")
+    for key in ("extensionsUsed", "extensionsRequired"):
+        doc.pop(key, None)
+    chunk = json.dumps(doc).encode()
+    chunk += b" " * (-len(chunk) % 4)
+    rest = data[20 + length:]
+    body = len(chunk).to_bytes(4, "little") + b"JSON" + chunk + rest
+    path.write_bytes(data[:8] + (12 + len(body)).to_bytes(4, "little") + body)
+    return names
+
+
+def _dae_up_axis(path: Path) -> str:
+    head = path.read_bytes()[:4000].decode("utf-8", "replace")
+    match = re.search(r"<up_axis>\s*([XYZ])_UP\s*</up_axis>", head)
+    return (match.group(1).lower() if match else "y")
+
+
+def _parts(loaded) -> list[trimesh.Trimesh]:
+    if isinstance(loaded, trimesh.Trimesh):
+        return [loaded]
+    if isinstance(loaded, trimesh.Scene):
+        return [g for g in loaded.dump(concatenate=False) if isinstance(g, trimesh.Trimesh)]
+    return []
+
+
+def _image_of(mesh: trimesh.Trimesh):
+    """The colour texture of a mesh (PIL) or None; trimesh's 2x2 placeholder (OBJ without .mtl) is None."""
+    visual = mesh.visual
+    if not isinstance(visual, trimesh.visual.TextureVisuals) or visual.uv is None or len(visual.uv) == 0:
+        return None
+    material = visual.material
+    image = getattr(material, "baseColorTexture", None) or getattr(material, "image", None)
+    if image is None or max(image.size) <= 2:
+        return None
+    return image
+
+
+def _has_image(mesh: trimesh.Trimesh) -> bool:
+    return _image_of(mesh) is not None
+
+
+def _textured(mesh: trimesh.Trimesh, uv: np.ndarray, image) -> trimesh.Trimesh:
+    """A copy with one white-factor material holding ``image`` (source colour factors are ignored when a
+    texture is present, as Blender's OBJ importer does: they often darken the albedo)."""
+    material = trimesh.visual.material.PBRMaterial(baseColorTexture=image,
+                                                   baseColorFactor=[255, 255, 255, 255])
+    return trimesh.Trimesh(mesh.vertices, mesh.faces, process=False,
+                           visual=trimesh.visual.TextureVisuals(uv=np.asarray(uv)[:, :2], material=material))
+
+
+def _solid_texture(mesh: trimesh.Trimesh, colour: Sequence[float]) -> trimesh.Trimesh:
+    """A copy whose visual is a 4x4 single-colour texture (so untextured parts can join textured ones)."""
+    from PIL import Image
+
+    rgba = np.clip(np.asarray(colour, np.float64)[:4], 0, 255).astype(np.uint8)
+    rgba[3] = 255
+    image = Image.fromarray(np.tile(rgba, (4, 4, 1)), "RGBA")
+    return _textured(mesh, np.full((len(mesh.vertices), 2), 0.5), image)
+
+
+def _part_colour(mesh: trimesh.Trimesh) -> np.ndarray:
+    visual = mesh.visual
+    try:
+        if isinstance(visual, trimesh.visual.TextureVisuals):
+            material = visual.material
+            colour = getattr(material, "main_color", None)
+            if colour is None:
+                colour = getattr(material, "baseColorFactor", None)
+            if colour is not None:
+                c = np.asarray(colour, np.float64)
+                return c * (255.0 if c.max() <= 1.0 else 1.0)
+            return np.array([200, 200, 200, 255.0])
+        return np.asarray(visual.vertex_colors, np.float64).mean(axis=0)
+    except Exception:  # odd visuals: fall back to light grey
+        return np.array([200, 200, 200, 255.0])
+
+
+def _coloured(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Untextured part with per-vertex colours (its own, or its material colour)."""
+    visual = mesh.visual
+    if isinstance(visual, trimesh.visual.ColorVisuals) and visual.kind == "vertex":
+        colours = np.asarray(visual.vertex_colors, np.uint8)
+    else:
+        colours = np.tile(np.clip(_part_colour(mesh), 0, 255).astype(np.uint8), (len(mesh.vertices), 1))
+    colours = colours.copy()
+    colours[:, 3] = 255
+    return trimesh.Trimesh(mesh.vertices, mesh.faces, process=False, vertex_colors=colours)
+
+
+def _limit_texture(mesh: trimesh.Trimesh, max_size: int) -> None:
+    material = mesh.visual.material
+    for attr in ("baseColorTexture", "image"):
+        image = getattr(material, attr, None)
+        if image is not None:
+            if max(image.size) > max_size:
+                scale = max_size / max(image.size)
+                image = image.resize((max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))))
+            if image.mode not in ("RGB", "RGBA"):
+                image = image.convert("RGBA")
+            setattr(material, attr, image)
+
+
+def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EXCLUDE,
+                   max_texture: int = MAX_TEXTURE_SIZE, reader: str = "files") -> trimesh.Trimesh:
+    """Load one source model as a single normalised **+Z up** mesh (textures kept, <= ``max_texture`` px).
+
+    Scene parts named like terrain/sky/particles/shadows are dropped; untextured parts of a textured model
+    get a one-colour texture so the whole object keeps one material. Raises ValueError for unusable models.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    folders = [path.parent, path.parent.parent, path.parent.parent / "texpages",
+               path.parent.parent.parent / "base" / "texpages"]
+    textures: dict[str, str] = {}
+    if reader == "0ad-actors":
+        archive, actor = str(path).split(".zip/", 1)
+        parts = _load_0ad_parts(archive + ".zip", actor)
+        folders = []
+    else:
+        parts = _load_file_parts(path, textures)
+    return _assemble(parts, path, textures, folders, up_axis, name_filter, max_texture,
+                     reader_alpha_check=reader != "0ad-actors")
+
+
+def _load_file_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trimesh]:
+    suffix = path.suffix.lower()
+    with tempfile.TemporaryDirectory(prefix="z123corpus_") as tmp:
+        if suffix == ".pie":
+            mesh, texture = read_pie(path)
+            if texture:
+                textures[""] = texture
+            return [mesh]
+        if suffix == ".md2":
+            mesh, skins = read_md2(path)
+            for skin in skins:
+                textures[""] = skin.replace("\\", "/").split("/")[-1].lstrip(".")
+                break
+            return [mesh]
+        if suffix in TRIMESH_FORMATS:
+            load_path = path
+            textures.update(_mtl_textures(path) if suffix == ".obj" else {})
+        else:
+            load_path = _assimp_to_glb(path, Path(tmp))
+            textures.update({str(i): name for i, name in enumerate(_simplify_glb(load_path)) if name})
+        resolver = trimesh.resolvers.FilePathResolver(str(path))
+        try:
+            loaded = trimesh.load(str(load_path), process=False, resolver=resolver)
+        except Exception as exc:
+            raise ValueError(f"trimesh could not read it ({type(exc).__name__}: {str(exc)[:120]})") from exc
+        return _parts(loaded)
+
+
+def _concatenate(parts: list[trimesh.Trimesh]) -> trimesh.Trimesh:
+    """One mesh from parts; parts sharing one texture keep it as is (trimesh would atlas copies of it)."""
+    images = {id(_image_of(p)) for p in parts}
+    if len(images) == 1 and _has_image(parts[0]):
+        offsets = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
+        vertices = np.concatenate([p.vertices for p in parts])
+        faces = np.concatenate([p.faces + o for p, o in zip(parts, offsets)])
+        uv = np.concatenate([np.asarray(p.visual.uv)[:, :2] for p in parts])
+        return _textured(trimesh.Trimesh(vertices, faces, process=False), uv, _image_of(parts[0]))
+    return trimesh.util.concatenate(parts)
+
+
+def _assemble(parts: list[trimesh.Trimesh], path: Path, textures: dict[str, str], folders: list[Path],
+              up_axis: str, name_filter: str, max_texture: int, reader_alpha_check: bool = True) -> trimesh.Trimesh:
+    suffix = path.suffix.lower()
+    exclude = re.compile(name_filter, re.I) if name_filter else None
+    kept: list[trimesh.Trimesh] = []
+    for part in parts:
+        label = str(part.metadata.get("name", "") or "") + " " + str(part.metadata.get("node", "") or "")
+        material_name = str(getattr(getattr(part.visual, "material", None), "name", "") or "")
+        if exclude and exclude.search((label + " " + material_name).strip().lower()):
+            continue
+        if len(part.faces) == 0:
+            continue
+        kept.append(part)
+    if not kept:
+        raise ValueError("no usable mesh parts")
+    # Textures the loader did not find (game formats name skins loosely): resolve by name, then guess.
+    guessed: list = []
+    cache: dict = {}
+    for i, part in enumerate(kept):
+        visual = part.visual
+        has_uv = isinstance(visual, trimesh.visual.TextureVisuals) and visual.uv is not None and len(visual.uv)
+        if not has_uv:
+            continue
+        image = _image_of(part)
+        if image is None:
+            material_name = str(getattr(visual.material, "name", "") or "")
+            named = textures.get(material_name, "")
+            found = _find_image(named, folders) if named else None
+            if found is None and len(textures) == 1:
+                found = _find_image(next(iter(textures.values())), folders)
+            if found is None:
+                if not guessed:
+                    guessed.append(_guess_albedo(path))
+                found = guessed[0]
+            if found is not None:
+                if str(found) not in cache:
+                    cache[str(found)] = _open_image(found)
+                image = cache[str(found)]
+        elif reader_alpha_check:
+            if id(image) not in cache:
+                cache[id(image)] = _alpha_as_cutout(image)
+            image = cache[id(image)]
+        if image is not None:
+            kept[i] = _textured(part, visual.uv, image)
+    images = {id(_image_of(p)) for p in kept if _has_image(p)}
+    if images:
+        single = len(images) == 1 and all(_has_image(p) for p in kept)
+        fixed = []
+        for p in kept:
+            uv = np.asarray(p.visual.uv) if _has_image(p) else None
+            if uv is not None and (single or (uv.min() > -0.01 and uv.max() < 1.01)):
+                fixed.append(p)
+            else:  # tiling UVs cannot share an atlas: the part keeps its mean texture colour
+                colour = (np.asarray(_image_of(p).convert("RGBA").resize((8, 8))).reshape(-1, 4).mean(axis=0)
+                          if uv is not None else _part_colour(p))
+                fixed.append(_solid_texture(p, colour))
+        kept = fixed
+        for p in kept:
+            _limit_texture(p, max_texture)
+    else:
+        kept = [_coloured(p) for p in kept]
+    mesh = kept[0] if len(kept) == 1 else _concatenate(kept)
+    if _has_image(mesh):
+        mesh = _textured(mesh, mesh.visual.uv, _image_of(mesh))
+        _limit_texture(mesh, max_texture)
+    if len(mesh.faces) < MIN_FACES:
+        raise ValueError(f"near-empty ({len(mesh.faces)} triangles)")
+    if len(mesh.faces) > MAX_FACES:
+        raise ValueError(f"too heavy ({len(mesh.faces)} triangles)")
+    vertices = np.asarray(mesh.vertices, np.float64)
+    if not np.all(np.isfinite(vertices)):
+        raise ValueError("non-finite vertices")
+    if up_axis == "dae":
+        up_axis = _dae_up_axis(path) if suffix == ".dae" else "y"
+    if up_axis == "y":
+        mesh.apply_transform(_Y_TO_Z)
+    elif up_axis == "x":
+        mesh.apply_transform(_X_TO_Z)
+    elif up_axis != "z":
+        raise ValueError(f"unknown up axis {up_axis!r}")
+    extents = np.sort(np.asarray(mesh.extents, np.float64))
+    if extents[2] <= 0 or extents[1] / extents[2] < 0.02:
+        raise ValueError("degenerate (a line or a point)")
+    if float(mesh.area) <= 1e-9 * extents[2] ** 2:
+        raise ValueError("degenerate (no area)")
+    return normalize_mesh(mesh)
+
+
+_Y_TO_Z = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float64)
+_Z_TO_Y = np.linalg.inv(_Y_TO_Z)
+_X_TO_Z = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], np.float64)
+
+
+def geometry_hash(mesh: trimesh.Trimesh) -> str:
+    """Hash of the normalised vertex set (rounded, order-free): equal for exact copies in two packages."""
+    rounded = np.round(np.asarray(mesh.vertices, np.float64), 3) + 0.0
+    rows = np.unique(rounded, axis=0)
+    return hashlib.sha256(rows.astype(np.float32).tobytes()).hexdigest()[:16]
+
+
+#: Bumped when :func:`shape_signature` or :func:`main_part_span` change, so cached objects get them
+#: recomputed.
+SIGNATURE_VERSION = 3
+#: Objects whose largest connected piece spans less than this share of the object are dropped: they are
+#: scattered groups (a heap of separate small props) that render as specks once normalised.
+MIN_MAIN_PART_SPAN = 0.6
+
+
+def main_part_span(mesh: trimesh.Trimesh, grid: int = 16, samples: int = 20000) -> float:
+    """Largest side of the biggest connected blob of surface voxels (``grid``^3 over the bounding box),
+    as a share of the object's largest side: ~1 for one object (even with separate parts that touch or
+    overlap, like leaves), small for a scatter of separate pieces."""
+    from scipy import ndimage
+
+    bounds = np.asarray(mesh.bounds, np.float64)
+    extent = float(np.max(bounds[1] - bounds[0]))
+    if extent <= 0:
+        return 0.0
+    points, _ = trimesh.sample.sample_surface(mesh, samples, seed=0)
+    cells = np.clip(((points - bounds[0]) / extent * grid).astype(int), 0, grid - 1)
+    occupied = np.zeros((grid, grid, grid), bool)
+    occupied[tuple(cells.T)] = True
+    labels, count = ndimage.label(occupied, structure=np.ones((3, 3, 3), bool))
+    if count == 0:
+        return 0.0
+    largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    idx = np.argwhere(labels == largest)
+    return float((idx.max(axis=0) - idx.min(axis=0) + 1).max() / grid)
+
+
+def shape_signature(mesh: trimesh.Trimesh) -> tuple:
+    """A shape key for near-duplicates across packages (re-exports, re-textured copies): triangle count,
+    sorted extents to 0.02 and area to 5%. Coarser keys join unrelated simple shapes (balls, crates)."""
+    extents = tuple(np.round(np.sort(np.asarray(mesh.extents)) / 0.02).astype(int).tolist())
+    area = int(round(np.log(max(float(mesh.area), 1e-9)) / np.log(1.05)))
+    return (len(mesh.faces),) + extents + (area,)
+
+
+def write_glb(mesh: trimesh.Trimesh, path: Path) -> bytes:
+    """Write a normalised +Z-up mesh as a +Y-up GLB atomically; returns the bytes written."""
+    y_up = mesh.copy()
+    y_up.apply_transform(_Z_TO_Y)
+    data = y_up.export(file_type="glb")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return data
+
+
+# --------------------------------------------------------------------------------------------- grouping
+def near_duplicate_groups(records: Sequence[ObjectRecord], signatures: dict[str, tuple]) -> dict[str, str]:
+    """Object id -> group id. Joined: exact geometry copies; objects with the same coarse shape signature;
+    and, within a package, files in one folder whose names differ only by digits/LOD/variant suffixes."""
+    parent = {r.id: r.id for r in records}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    keys: dict[tuple, str] = {}
+    for r in records:
+        stem = Path(r.source_path).stem.lower()
+        base = re.sub(r"([_ .-]?(lod\d*|low|high|hi|lo|var\d*|v\d+|\d+[a-z]?|[a-d]))+$", "", stem)
+        for key in (("geometry", r.geometry_hash), ("shape",) + tuple(signatures.get(r.id, (r.id,))),
+                    ("name", r.package, str(Path(r.source_path).parent).lower(), base or stem)):
+            if key in keys:
+                union(r.id, keys[key])
+            else:
+                keys[key] = r.id
+    return {r.id: "g_" + hashlib.sha1(find(r.id).encode()).hexdigest()[:10] for r in records}
+
+
+def assign_splits(records: list[ObjectRecord], splits: dict[str, str]) -> None:
+    """Split by package; a held-out object whose near-duplicate group has a member in an earlier split
+    (train before val before test) is marked ``excluded`` so no group straddles splits. Exact geometry
+    copies within one split keep their first member only."""
+    order = {"train": 0, "val": 1, "test": 2}
+    for r in records:
+        r.split = splits.get(r.package, _hash_split(r.package))
+    for r in records:
+        if r.main_part_span < MIN_MAIN_PART_SPAN:
+            r.split, r.note = "excluded", f"scattered pieces (main part spans {r.main_part_span:.2f})"
+    first_split: dict[str, int] = {}
+    for r in records:
+        if r.split == "excluded":
+            continue
+        first_split[r.group] = min(first_split.get(r.group, 9), order[r.split])
+    seen_geometry: set[tuple[str, str]] = set()
+    for r in records:
+        if r.split == "excluded":
+            continue
+        if order[r.split] > first_split[r.group]:
+            r.note = f"near-duplicate of a {[k for k, v in order.items() if v == first_split[r.group]][0]} object"
+            r.split = "excluded"
+        elif (r.split, r.geometry_hash) in seen_geometry:
+            r.note = "exact copy of another object in this split"
+            r.split = "excluded"
+        else:
+            seen_geometry.add((r.split, r.geometry_hash))
+
+
+def cap_package_share(records: list[ObjectRecord], max_share: float) -> None:
+    """Move a package's objects beyond ``max_share`` of the kept total to ``<split>_extra`` (stable choice
+    by id hash), so no single maker dominates a split's main part."""
+    if not 0.0 < max_share < 1.0:
+        return
+    kept = [r for r in records if r.split in ("train", "val", "test")]
+    counts = Counter(r.package for r in kept)
+    for package, count in counts.most_common():
+        others = len(kept) - count
+        allowed = int(max_share * others / (1.0 - max_share))
+        if count <= allowed or others == 0:
+            continue
+        members = sorted((r for r in kept if r.package == package),
+                         key=lambda r: hashlib.sha1(r.id.encode()).hexdigest())
+        for r in members[allowed:]:
+            r.split, r.note = f"{r.split}_extra", f"over the {max_share:.0%} per-package share"
+        kept = [r for r in kept if r.split in ("train", "val", "test")]
+
+
+def _hash_split(package: str) -> str:
+    """Unknown packages: a stable split from the name (70/15/15)."""
+    value = int(hashlib.sha1(package.encode()).hexdigest()[:8], 16) % 100
+    return "train" if value < 70 else ("val" if value < 85 else "test")
+
+
+# --------------------------------------------------------------------------------------------- build
+@dataclass
+class BuildSummary:
+    manifest: Path
+    objects: int = 0
+    per_package: dict[str, int] = field(default_factory=dict)
+    per_split: dict[str, int] = field(default_factory=dict)
+    skipped_packages: dict[str, str] = field(default_factory=dict)
+    failed: int = 0
+
+
+def _write_json(path: Path, value: object) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
+
+
+def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
+    source, rel, path, out_file, category, version, licence, overwrite = args
+    oid = Path(out_file).stem
+    sidecar = Path(out_file).with_suffix(".json")
+    try:
+        if not overwrite and sidecar.is_file() and Path(out_file).is_file():
+            cached = json.loads(sidecar.read_text())
+            if cached.get("signature_version") != SIGNATURE_VERSION:  # keys changed: recompute from the GLB
+                mesh = trimesh.load(out_file, force="mesh", process=False)
+                cached["signature"] = list(shape_signature(mesh))
+                cached["record"]["main_part_span"] = round(main_part_span(mesh), 4)
+                cached["signature_version"] = SIGNATURE_VERSION
+                _write_json(sidecar, cached)
+            return cached["record"], tuple(cached["signature"]), None
+        mesh = convert_object(Path(path), source.up_axis, reader=source.reader)
+        data = write_glb(mesh, Path(out_file))
+        textured = _has_image(mesh)
+        record = ObjectRecord(
+            id=oid, package=source.name, version=version, source_path=rel, licence=licence,
+            file=str(Path(out_file).relative_to(Path(out_file).parents[2])), faces=int(len(mesh.faces)),
+            vertices=int(len(mesh.vertices)), textured=bool(textured),
+            vertex_colours=bool(not textured and isinstance(mesh.visual, trimesh.visual.ColorVisuals)),
+            sha256=hashlib.sha256(data).hexdigest(), geometry_hash=geometry_hash(mesh), category=category,
+            main_part_span=round(main_part_span(mesh), 4))
+        signature = shape_signature(mesh)
+        _write_json(sidecar, {"record": asdict(record), "signature": list(signature),
+                              "signature_version": SIGNATURE_VERSION})
+        return asdict(record), signature, None
+    except Exception as exc:  # one broken model must not stop the build
+        return None, None, f"{rel}: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = None,
+                 splits: dict[str, str] | None = None, limit_per_source: int | None = None,
+                 workers: int = 1, overwrite: bool = False, progress: bool = True,
+                 note: Callable[[str], None] = print, max_share: float = 0.5) -> BuildSummary:
+    """Convert every object of every installed source into ``out_dir/objects`` and write the manifest.
+
+    Missing packages are skipped with a one-line note naming the install command; reserved sources raise
+    :class:`ReservedSourceError` before any work. Re-running reuses converted objects (per-object
+    sidecar JSON) unless ``overwrite``. No package holds more than ``max_share`` of the objects: the
+    excess of a larger one (a stable pseudo-random choice) goes to split ``<split>_extra``, still usable.
+    """
+    from tqdm import tqdm
+
+    sources = list(SOURCES.values()) if sources is None else list(sources)
+    for source in sources:
+        check_not_reserved(source.name, None if source.kind == "deb" else source.roots[0])
+    splits = dict(DEFAULT_SPLITS if splits is None else splits)
+    out = Path(out_dir)
+    (out / "objects").mkdir(parents=True, exist_ok=True)
+    summary = BuildSummary(out / "manifest.json")
+    jobs = []
+    for source in sources:
+        version = package_version(source)
+        if version is None:
+            message = f"skip {source.name}: not installed (apt-get install -y {source.name})"
+            summary.skipped_packages[source.name] = "not installed"
+            note(message)
+            continue
+        licence = package_licence(source.name) if source.kind == "deb" else "as stated by the folder's owner"
+        count = 0
+        ids: set[str] = set()
+        for rel, path, _root in _iter_files(source, out / ".extract"):
+            oid = object_id(source.name, rel)
+            if oid in ids:
+                continue
+            ids.add(oid)
+            out_file = out / "objects" / source.name / f"{oid}.glb"
+            jobs.append((source, rel, str(path), str(out_file), _category(rel, source.category_levels), version,
+                         licence, overwrite))
+            count += 1
+            if limit_per_source and count >= limit_per_source:
+                break
+        if count == 0:
+            note(f"skip {source.name}: no model files found under {', '.join(source.roots)}")
+            summary.skipped_packages[source.name] = "no files"
+    records: list[ObjectRecord] = []
+    signatures: dict[str, tuple] = {}
+    failures: list[str] = []
+    bar = tqdm(total=len(jobs), desc="convert", unit="obj", disable=not progress)
+    try:
+        if workers > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(workers) as pool:
+                results = pool.imap(_convert_job, jobs, chunksize=4)
+                for result in results:
+                    _collect(result, records, signatures, failures)
+                    bar.update()
+        else:
+            for job in jobs:
+                _collect(_convert_job(job), records, signatures, failures)
+                bar.update()
+    finally:
+        bar.close()
+    groups = near_duplicate_groups(records, signatures)
+    for r in records:
+        r.group = groups[r.id]
+    assign_splits(records, splits)
+    cap_package_share(records, max_share)
+    (out / "failed.txt").write_text("\n".join(failures) + ("\n" if failures else ""))
+    summary.failed = len(failures)
+    kept = [r for r in records if r.split in ("train", "val", "test")]
+    summary.objects = len(kept)
+    summary.per_package = dict(Counter(r.package for r in kept))
+    summary.per_split = dict(Counter(r.split for r in kept))
+    manifest = {
+        "format": "zero1to3 corpus manifest v1",
+        "up_axis": "+Y up in the GLB files (glTF convention); zero1to3.data.render.load_mesh turns it to +Z up",
+        "normalisation": "bounding box centred at the origin, largest side 1",
+        "max_texture_px": MAX_TEXTURE_SIZE,
+        "splits": {p: splits.get(p, _hash_split(p)) for p in sorted({r.package for r in records})},
+        "packages": {p: {"version": next(r.version for r in records if r.package == p),
+                         "licence": next(r.licence for r in records if r.package == p),
+                         "objects": summary.per_package.get(p, 0)} for p in sorted({r.package for r in records})},
+        "counts": {"objects": summary.objects, "per_split": summary.per_split,
+                   "extra": dict(Counter(r.split for r in records if r.split.endswith("_extra"))),
+                   "excluded": sum(r.split == "excluded" for r in records),
+                   "failed": len(failures), "textured": sum(r.textured for r in kept)},
+        "objects": [asdict(r) for r in records],
+    }
+    tmp = out / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, out / "manifest.json")
+    return summary
+
+
+def _collect(result, records, signatures, failures) -> None:
+    record, signature, error = result
+    if error is not None:
+        failures.append(error)
+        return
+    r = ObjectRecord(**record)
+    records.append(r)
+    signatures[r.id] = tuple(signature)
+
+
+def load_manifest(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus manifest not found: {path}")
+    return json.loads(path.read_text())
+
+
+def split_files(manifest_path: str | os.PathLike, split: str) -> list[tuple[str, Path]]:
+    """(object id, GLB path) of one split, in manifest order."""
+    path = Path(manifest_path)
+    root = path if path.is_dir() else path.parent
+    manifest = load_manifest(path)
+    rows = [(o["id"], root / o["file"]) for o in manifest["objects"] if o["split"] == split]
+    if not rows:
+        raise ValueError(f"split {split!r} is empty in {path}")
+    return rows

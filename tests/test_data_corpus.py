@@ -1,0 +1,165 @@
+"""Corpus builder: normalisation, +Y-up GLBs read upright, split by package, near-duplicate grouping,
+the reserved-source refusal (all on tiny fixture folders written by trimesh; CPU, seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from zero1to3.cli import main as cli_main
+from zero1to3.data.corpus import (ReservedSourceError, Source, build_corpus, check_not_reserved, read_md2,
+                                  split_files)
+from zero1to3.data.render import load_mesh
+
+
+def _textured_box(extents, colour) -> trimesh.Trimesh:
+    box = trimesh.creation.box(extents=extents)
+    image = Image.fromarray(np.tile(np.array(colour, np.uint8), (16, 16, 1)))
+    uv = (box.vertices[:, :2] - box.vertices[:, :2].min(0)) / np.ptp(box.vertices[:, :2], axis=0)
+    box.visual = trimesh.visual.TextureVisuals(uv=uv, image=image)
+    return box
+
+
+def _make_packages(root: Path) -> tuple[Path, Path]:
+    a, b = root / "pkg-a", root / "pkg-b"
+    (a / "furniture").mkdir(parents=True)
+    (a / "plants").mkdir(parents=True)
+    (b / "misc").mkdir(parents=True)
+    tall = _textured_box((0.5, 1.0, 3.0), (200, 30, 30))  # tallest along Z (the sources' up axis here)
+    tall.apply_translation((5.0, -2.0, 1.0))
+    tall.export(a / "furniture" / "cabinet.obj")
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=2.0)
+    sphere.visual.vertex_colors = np.tile([20, 180, 40, 255], (len(sphere.vertices), 1))
+    sphere.export(a / "plants" / "bush.ply")
+    lod = sphere.copy()
+    lod.apply_scale(3.0)  # the same model at another scale: an exact copy once normalised
+    lod.export(a / "plants" / "bush_lod.ply")
+    trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]]).export(a / "plants" / "leaf.ply")  # near-empty
+    copy = sphere.copy()
+    copy.apply_translation((9.0, 9.0, 9.0))
+    copy.export(b / "misc" / "ball.ply")  # same model shipped by another package
+    pebbles = [trimesh.creation.icosphere(subdivisions=1, radius=0.1) for _ in range(4)]
+    for i, pebble in enumerate(pebbles):  # four small pieces far apart: a scatter, not one object
+        pebble.apply_translation((3.0 * (i % 2), 3.0 * (i // 2), 0.0))
+    trimesh.util.concatenate(pebbles).export(a / "plants" / "scatter.ply")
+    torus = trimesh.creation.torus(1.0, 0.3)
+    torus.export(b / "misc" / "ring.stl")
+    return a, b
+
+
+def _sources(a: Path, b: Path) -> list[Source]:
+    exts = (".obj", ".ply", ".stl")
+    return [Source("pkg-a", (str(a),), exts, kind="folder", up_axis="z"),
+            Source("pkg-b", (str(b),), exts, kind="folder", up_axis="z")]
+
+
+def test_build_normalises_groups_and_splits_by_package(tmp_path: Path) -> None:
+    a, b = _make_packages(tmp_path / "src")
+    summary = build_corpus(tmp_path / "corpus", _sources(a, b), splits={"pkg-a": "train", "pkg-b": "test"},
+                           progress=False, note=lambda _: None, max_share=1.0)
+    manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
+    rows = {Path(o["source_path"]).stem: o for o in manifest["objects"]}
+    assert set(rows) == {"cabinet", "bush", "bush_lod", "ball", "ring", "scatter"}  # one-triangle leaf dropped
+    assert rows["scatter"]["split"] == "excluded" and rows["scatter"]["main_part_span"] < 0.3
+    assert rows["cabinet"]["main_part_span"] == 1.0
+    assert summary.failed == 1 and "leaf" in (tmp_path / "corpus" / "failed.txt").read_text()
+    # Split by whole package; exact copies within a split keep one member; the copy in another package is
+    # in the same near-duplicate group and is excluded from the held-out split.
+    assert rows["cabinet"]["split"] == rows["bush"]["split"] == "train"
+    assert rows["bush_lod"]["split"] == "excluded" and rows["bush_lod"]["group"] == rows["bush"]["group"]
+    assert rows["ball"]["group"] == rows["bush"]["group"] and rows["ball"]["split"] == "excluded"
+    assert rows["ring"]["split"] == "test" and rows["ring"]["group"] != rows["bush"]["group"]
+    assert summary.per_split == {"train": 2, "test": 1}
+    assert rows["cabinet"]["textured"] and not rows["bush"]["textured"] and rows["bush"]["vertex_colours"]
+    assert rows["cabinet"]["category"] == "furniture" and rows["cabinet"]["faces"] == 12
+    data = (tmp_path / "corpus" / rows["cabinet"]["file"]).read_bytes()
+    import hashlib
+
+    assert hashlib.sha256(data).hexdigest() == rows["cabinet"]["sha256"]
+    assert [n for n, _ in split_files(tmp_path / "corpus" / "manifest.json", "test")] == [rows["ring"]["id"]]
+
+    # The GLB is +Y up; load_mesh (as the renderer reads it) gives back the source's Z-up box, normalised.
+    cabinet = load_mesh(tmp_path / "corpus" / rows["cabinet"]["file"])
+    np.testing.assert_allclose(cabinet.extents, (0.5 / 3, 1.0 / 3, 1.0), atol=1e-5)
+    np.testing.assert_allclose(cabinet.bounds.mean(axis=0), 0.0, atol=1e-6)
+    texture = cabinet.visual.material.baseColorTexture
+    assert texture is not None and np.asarray(texture.convert("RGB"))[0, 0].tolist() == [200, 30, 30]
+    bush = load_mesh(tmp_path / "corpus" / rows["bush"]["file"])
+    np.testing.assert_allclose(bush.extents.max(), 1.0, atol=1e-6)
+    assert np.all(np.asarray(bush.visual.vertex_colors)[:, :3] == [20, 180, 40])
+
+    # Re-running reuses converted objects and yields the same manifest rows.
+    build_corpus(tmp_path / "corpus", _sources(a, b), splits={"pkg-a": "train", "pkg-b": "test"},
+                 progress=False, note=lambda _: None, max_share=1.0)
+    again = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
+    assert again["objects"] == manifest["objects"]
+    # With the default cap no package holds more than half: pkg-a's second object moves to train_extra.
+    capped = build_corpus(tmp_path / "corpus", _sources(a, b), splits={"pkg-a": "train", "pkg-b": "test"},
+                          progress=False, note=lambda _: None)
+    assert capped.per_package == {"pkg-a": 1, "pkg-b": 1}
+    extra = [o for o in json.loads((tmp_path / "corpus" / "manifest.json").read_text())["objects"]
+             if o["split"] == "train_extra"]
+    assert len(extra) == 1 and extra[0]["package"] == "pkg-a"
+
+
+def test_reserved_sources_are_refused(tmp_path: Path, capsys) -> None:
+    for name in ("sweethome3d-furniture", "opencv-doc", "robosuite", "pybullet", "pymeshlab", "panda3d",
+                 "dm-control", "scikit-image", "scikit-learn"):
+        with pytest.raises(ReservedSourceError):
+            check_not_reserved(name)
+    folder = tmp_path / "pybullet_data"
+    folder.mkdir()
+    with pytest.raises(ReservedSourceError):
+        build_corpus(tmp_path / "out", [Source("mine", (str(folder),), (".obj",), kind="folder")],
+                     progress=False)
+    assert not (tmp_path / "out").exists()  # refused before any work
+    assert cli_main(["data", "build", "--out", str(tmp_path / "o"), "--sources", "sweethome3d-furniture"]) == 2
+    assert "reserved" in capsys.readouterr().err
+    assert cli_main(["data", "build", "--out", str(tmp_path / "o"), "--sources", "minetest-data",
+                     "--folder", f"x={folder}"]) == 2
+    check_not_reserved("0ad-data", "/usr/share/games/0ad")  # an ordinary source passes
+
+
+def test_cli_folder_source_and_missing_package_note(tmp_path: Path, capsys) -> None:
+    a, _ = _make_packages(tmp_path / "src")
+    code = cli_main(["data", "build", "--out", str(tmp_path / "c"), "--folder", f"mine={a}", "--split", "mine=val",
+                     "--quiet"])
+    assert code == 0
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert manifest["splits"]["mine"] == "val" and manifest["counts"]["per_split"] == {"val": 2}
+    assert "2 objects" in capsys.readouterr().out
+    notes: list[str] = []
+    build_corpus(tmp_path / "d", [Source("no-such-package-zz", ("/nonexistent",), (".obj",))], progress=False,
+                 note=notes.append)
+    assert notes == ["skip no-such-package-zz: not installed (apt-get install -y no-such-package-zz)"]
+
+
+def test_md2_reader_hand_built(tmp_path: Path) -> None:
+    # One triangle, skin 'skin.png' 4x4: header (17 ints), skin name, 3 st, 1 triangle, one frame.
+    skins = b"models/skin.png".ljust(64, b"\0")
+    st = np.array([[0, 0], [4, 0], [0, 4]], "<i2").tobytes()
+    tri = np.array([0, 1, 2, 0, 1, 2], "<u2").tobytes()
+    frame = np.array([0.5, 0.5, 0.5], "<f4").tobytes() + np.array([1.0, 0, 0], "<f4").tobytes() + b"f".ljust(16, b"\0")
+    frame += bytes([0, 0, 0, 0, 2, 0, 0, 0, 0, 4, 0, 0])
+    ofs_skins = 68
+    ofs_st = ofs_skins + len(skins)
+    ofs_tris = ofs_st + len(st)
+    ofs_frames = ofs_tris + len(tri)
+    end = ofs_frames + len(frame)
+    header = b"IDP2" + np.array([8, 4, 4, len(frame), 1, 3, 3, 1, 0, 1, ofs_skins, ofs_st, ofs_tris, ofs_frames,
+                                 end, end], "<i4").tobytes()
+    (tmp_path / "m.md2").write_bytes(header + skins + st + tri + frame)
+    mesh, names = read_md2(tmp_path / "m.md2")
+    assert names == ["models/skin.png"]
+    np.testing.assert_allclose(np.sort(mesh.vertices[:, 0]), [1.0, 1.0, 2.0])
+    np.testing.assert_allclose(mesh.vertices.max(axis=0), [2.0, 2.0, 0.0])
+    assert len(mesh.faces) == 1
+    # uv = st / skin size with v flipped; each vertex keeps its own st.
+    by_position = {tuple(v): tuple(uv) for v, uv in zip(mesh.vertices.round(3), mesh.visual.uv)}
+    assert by_position[(1.0, 0.0, 0.0)] == (0.0, 1.0) and by_position[(2.0, 0.0, 0.0)] == (1.0, 1.0)
+    assert by_position[(1.0, 2.0, 0.0)] == (0.0, 0.0)
