@@ -148,6 +148,27 @@ def test_no_object_is_a_message_not_a_trace(page, tmp_path: Path) -> None:
     assert "Traceback" not in page.content()
 
 
+def test_error_shown_once_and_preview_cleared(page, tmp_path: Path) -> None:
+    """A failed preview: one message in the page's words (no server path, no exception text), and the
+    previous preview is cleared rather than left standing for the new, unusable image."""
+    from PIL import Image
+
+    from playwright.sync_api import expect
+
+    example = REPO / "src" / "zero1to3" / "assets" / "examples" / "bear.png"
+    page.locator("#input-image input[type=file]").set_input_files(str(example))
+    expect(page.locator("#preview-image img")).to_be_visible(timeout=60_000)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(example.read_bytes()[:600])  # a truncated PNG: its header still reads
+    page.locator("#input-image input[type=file]").set_input_files(str(broken))
+    message = page.get_by_text(re.compile("cannot read image|damaged or truncated", re.I))
+    expect(message.first).to_be_visible(timeout=60_000)
+    expect(page.locator("#preview-image img")).to_have_count(0)
+    assert message.count() == 1
+    text = message.first.inner_text()
+    assert "/tmp" not in text and "Error:" not in text and "Traceback" not in page.content()
+
+
 def test_orbit_gif(page) -> None:
     from playwright.sync_api import expect
 

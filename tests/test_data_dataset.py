@@ -130,27 +130,30 @@ def test_views_array_cache_written_by_concurrent_loaders(rendered: Path, monkeyp
         time.sleep(0.3)
 
     monkeypatch.setattr(np, "savez", slow_savez)
+    cache = rendered.parent / "cache_concurrent"
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: load_views_array(rendered, 12), range(4)))
+        results = list(pool.map(lambda _: load_views_array(rendered, 12, cache_dir=cache), range(4)))
     for images, _, names in results:
         np.testing.assert_array_equal(images, results[0][0])
         assert names == results[0][2]
-    assert (rendered / "views_12.npz").is_file()
-    assert not list(rendered.glob("*.tmp"))  # no temporary left behind
-    np.testing.assert_array_equal(load_views_array(rendered, 12)[0], results[0][0])
+    assert len(list(cache.glob("views_12_*.npz"))) == 1
+    assert not list(cache.glob("*.tmp"))  # no temporary left behind
+    assert not list(rendered.glob("*.npz"))  # the dataset folder is never written
+    np.testing.assert_array_equal(load_views_array(rendered, 12, cache_dir=cache)[0], results[0][0])
 
 
 def test_views_array_cache_matches_the_pngs(rendered: Path) -> None:
-    images, poses, names = load_views_array(rendered, 16)
+    cache = rendered.parent / "cache_pairs"
+    images, poses, names = load_views_array(rendered, 16, cache_dir=cache)
     assert images.shape == (3, VIEWS, 16, 16, 3) and images.dtype == np.uint8
     assert poses.shape == (3, VIEWS, 3, 4) and poses.dtype == np.float32
-    assert (rendered / "views_16.npz").is_file()
+    assert len(list(cache.glob("views_16_*.npz"))) == 1 and not list(rendered.glob("*.npz"))
     np.testing.assert_array_equal(poses[1, 2], np.load(rendered / names[1] / "002.npy"))
     with Image.open(rendered / names[1] / "002.png") as png:
         np.testing.assert_array_equal(images[1, 2], np.asarray(composite_on_white(png.convert("RGBA"), 16)))
     # evaluation reads targets with the same framing and filter as training
     np.testing.assert_array_equal(images[1, 2], load_rgb(rendered / names[1] / "002.png", 16))
-    again = load_views_array(rendered, 16)
+    again = load_views_array(rendered, 16, cache_dir=cache)
     np.testing.assert_array_equal(again[0], images)
     assert again[2] == names
 

@@ -69,7 +69,7 @@ class FakePipe:
         self.calls = 0
 
     def __call__(self, image, poses, *, num_samples=4, guidance_scale=3.0, num_inference_steps=50, scheduler="ddim",
-                 eta=0.0, seed=0, preprocess=True, input_polar=None):
+                 eta=0.0, seed=0, preprocess=True, input_polar=None, batch_size=None):
         assert not preprocess and image.size == (SIZE, SIZE)  # renders go in framed, at the model's size
         self.calls += 1
         arr = np.asarray(image.convert("RGB"), np.int16)
@@ -228,7 +228,7 @@ class OraclePipe:
         raise AssertionError(f"no view of {obj.name} at {want}")
 
     def __call__(self, image, poses, *, num_samples=1, guidance_scale=3.0, num_inference_steps=50, scheduler="ddim",
-                 eta=0.0, seed=0, preprocess=True, input_polar=None):
+                 eta=0.0, seed=0, preprocess=True, input_polar=None, batch_size=None):
         obj, inp = self.objects[np.asarray(image.convert("RGB")).tobytes()]
         views = [self._view_at(obj, inp, p) for p in poses]
         if self.swap_sides and len(views) == 2:

@@ -62,7 +62,7 @@ def test_reconstruct_with_fake_pipe_gives_mesh_and_outputs(tmp_path) -> None:
     settings = json.loads(paths["settings"].read_text())
     assert settings["config"]["steps"] == 10 and settings["iso"]["method"] == "silhouette"
     assert settings["elevation_deg"] == 0.0 and settings["timings"]["total"] > 0
-    assert paths["turntable"].stat().st_size > 0 and (tmp_path / "out" / "field.pt").exists()
+    assert paths["turntable"].stat().st_size > 0 and (tmp_path / "out" / "field.safetensors").exists()
 
 
 def test_oracle_reconstruction_recovers_the_object() -> None:

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from zero1to3.camera import REFERENCE_FOV_DEG, RelativePose, camera_position, look_at, orbit, spherical_to_cartesian
+from zero1to3.inputs import MAX_SEED, InputRangeError, check_range
 from zero1to3.pipeline import denoiser_steps
 from zero1to3.preprocess import DEFAULT_FOREGROUND_RATIO, ImageInputError, PreprocessConfig, preprocess_image
 
@@ -52,10 +53,35 @@ DISPLAY_SIZE = 256
 MAX_SAMPLES = 8
 ORBIT_VIEWS = 8
 SCHEDULER_CHOICES = ("ddim", "dpmsolver++")
+#: Largest upload the server accepts (Gradio refuses bigger files before they reach a handler).
+MAX_UPLOAD = "20mb"
+#: Requests of each kind served at once; the rest wait in the queue (bounded memory under load).
+PREVIEW_CONCURRENCY = 2
+LIGHT_CONCURRENCY = 4
+#: Requests the queue holds; beyond it the page says the server is busy.
+QUEUE_SIZE = 64
+MAX_STEPS = 200
+MAX_RECON_STEPS = 1000
 
 
 class JobCancelled(Exception):
     """Raised inside a running job when its session pressed Stop."""
+
+
+def page_message(exc: BaseException) -> str:
+    """What the page says about a failed request: our own one-line wording, without server paths or the
+    text of an unexpected exception (that goes to the server log)."""
+    import logging
+    import re
+
+    if isinstance(exc, (ImageInputError, InputRangeError)):
+        text = (str(exc).strip().splitlines() or ["the image cannot be used"])[0]
+        if text.startswith("cannot read image"):
+            text = re.sub(r"\s*\([^()]*\)$", "", text)  # the decoder's own words stay in the log
+        text = re.sub(r"(?:[A-Za-z]:)?(?:[/\\][^\s/\\:;,]+)+[/\\]([^\s/\\:;,]+)", r"\1", text)  # paths -> names
+        return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+    logging.getLogger(__name__).exception("demo request failed")
+    return "Something went wrong on the server while handling this request; please try again."
 
 
 # ----------------------------------------------------------------------------------------------- presets
@@ -78,7 +104,7 @@ def clamp_pose(polar: float, azimuth: float, radius: float) -> tuple[float, floa
                                   ("radius", radius, RADIUS_RANGE)):
         value = float(value)
         if not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value}")
+            raise InputRangeError(f"{name} must be a finite number, got {value}")
         values.append(min(max(value, lo), hi))
     return values[0], values[1], values[2]
 
@@ -364,6 +390,8 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
     info = info or DemoInfo()
     jobs = JobRegistry()
     workdir = Path(tempfile.mkdtemp(prefix="zero1to3-demo-"))
+    # uploads land inside the demo's folder too, so one removal (session end, exit, SIGTERM) cleans up all
+    os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")
     examples = [str(p) for p in example_images()]
     recon_ok, recon_why = recon_status()
 
@@ -371,16 +399,29 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
         return getattr(request, "session_hash", None) or "local"
 
     def user_error(exc: Exception) -> gr.Error:
-        return gr.Error(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        return gr.Error(page_message(exc))
+
+    def session_dir(request: gr.Request | None) -> Path:
+        """This browser session's output folder (deleted when the session ends)."""
+        folder = workdir / "sessions" / "".join(c for c in session_of(request) if c.isalnum())[:64]
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def on_unload(request: gr.Request) -> None:
+        shutil.rmtree(workdir / "sessions" / "".join(c for c in session_of(request) if c.isalnum())[:64],
+                      ignore_errors=True)
 
     # --- callbacks -----------------------------------------------------------------------------
     def on_preview(image: str | None, ratio: float):
+        """The preview, or None (cleared) with one message when the image cannot be used."""
         if image is None:
             return None
         try:
+            ratio = check_range("foreground size", float(ratio), 0.05, 1.0)
             return preprocess_preview(image, ratio, model_size=pipe.image_size)
-        except ImageInputError as exc:
-            raise user_error(exc) from None
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one message on the page
+            gr.Warning(page_message(exc))
+            return None
 
     def on_plot(polar: float, azimuth: float, radius: float):
         try:
@@ -405,18 +446,27 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
         except JobCancelled:
             gr.Warning("Job cancelled.")
             return None
-        except ImageInputError as exc:
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the page gets our words, the log gets the trace
             raise user_error(exc) from None
         finally:
             jobs.finish(session, flag)
 
     def sampling_args(guidance: float, steps: float, scheduler: str, seed: float, ratio: float) -> dict:
-        if not math.isfinite(float(guidance)):
-            raise gr.Error("Guidance scale must be a finite number.")
+        try:
+            guidance = check_range("guidance scale", float(guidance), 0.0, 100.0)
+            ratio = check_range("foreground size", float(ratio), 0.05, 1.0)
+            steps_value = check_range("sampler steps", float(steps), 1, MAX_STEPS)
+            seed_value = float(seed or 0)
+        except (TypeError, ValueError) as exc:
+            raise user_error(exc) from None
+        if not (math.isfinite(seed_value) and seed_value == int(seed_value) and 0 <= seed_value <= MAX_SEED):
+            raise gr.Error(f"The seed must be a whole number from 0 to {MAX_SEED}.")
         if scheduler not in SCHEDULER_CHOICES:
-            raise gr.Error(f"Unknown scheduler {scheduler!r}.")
-        return dict(guidance_scale=float(guidance), num_inference_steps=max(int(steps), 1), scheduler=scheduler,
-                    seed=int(seed or 0), foreground_ratio=float(ratio))
+            raise gr.Error(f"Unknown scheduler {str(scheduler)[:40]!r}.")
+        return dict(guidance_scale=guidance, num_inference_steps=int(steps_value), scheduler=scheduler,
+                    seed=int(seed_value), foreground_ratio=ratio)
 
     def on_generate(image: str | None, ratio: float, polar: float, azimuth: float, radius: float,
                     samples: float, guidance: float, steps: float, scheduler: str, seed: float,
@@ -453,7 +503,7 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
                         lambda hook: sample_views(pipe, image, poses, num_samples=1, on_step=hook, **kwargs))
         if array is None:
             return gr.update()
-        out = Path(tempfile.mkdtemp(dir=workdir)) / "orbit.gif"
+        out = Path(tempfile.mkdtemp(dir=session_dir(request))) / "orbit.gif"
         return str(write_gif(list(array[:, 0]), out))
 
     def on_recon(image: str | None, ratio: float, quality: str, steps: float, elevation: float, seed: float,
@@ -465,9 +515,13 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
         from zero1to3.recon.reconstruct import reconstruct
 
         try:
-            config = recon_config(quality, int(steps), float(elevation), int(seed or 0))
+            steps = check_range("optimisation steps", float(steps), 1, MAX_RECON_STEPS)
+            config = recon_config(quality, int(steps), check_range("elevation", float(elevation), -89, 89),
+                                  sampling_args(3.0, 2, "ddim", seed, ratio)["seed"])
             crop = preprocess_preview(image, ratio, size=pipe.image_size)
-        except (ValueError, ImageInputError) as exc:
+        except gr.Error:
+            raise
+        except (ValueError, TypeError) as exc:
             raise user_error(exc) from None
         total = config.steps
 
@@ -475,17 +529,21 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
             hook(0, total)
             result = reconstruct(pipe, crop, config, progress=False,
                                  callback=lambda step, record: hook(step + 1, total))
-            out = Path(tempfile.mkdtemp(dir=workdir))
+            out = Path(tempfile.mkdtemp(dir=session_dir(request)))
             paths = result.save(out, mesh_format="glb", turntable=False)
             return result, paths["mesh"]
 
         start = time.perf_counter()
+        from zero1to3.recon.mesh import EmptyMeshError
+
         try:
-            done = run_job(request, progress, "reconstructing", work)
-        except ValueError as exc:  # EmptyMeshError and bad settings: a message, not a trace
-            raise gr.Error(f"No mesh: {exc}") from None
+            done = run_job(request, progress, "reconstructing", lambda hook: _no_mesh_as_value(work, hook))
+        except gr.Error:
+            raise
         if done is None:
             return gr.update(), gr.update(), "Cancelled."
+        if isinstance(done, EmptyMeshError):
+            raise gr.Error("No mesh: the reconstruction found no surface; try more steps or another image.")
         result, mesh_path = done
         note = (f"{len(result.mesh.vertices)} vertices, {len(result.mesh.faces)} faces "
                 f"in {time.perf_counter() - start:.0f} s ({config.steps} steps).")
@@ -495,10 +553,19 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
         if not jobs.cancel(session_of(request)):
             gr.Info("Nothing is running.")
 
+    def _no_mesh_as_value(work: Callable, hook: Callable) -> Any:
+        from zero1to3.recon.mesh import EmptyMeshError
+
+        try:
+            return work(hook)
+        except EmptyMeshError as exc:
+            return exc
+
     # --- layout --------------------------------------------------------------------------------
     atexit.register(shutil.rmtree, workdir, True)
     extra = {} if _launch_takes_css() else {"css": _CSS}
-    with gr.Blocks(title="Zero-1-to-3 demo", **extra) as demo:
+    # delete_cache: uploads and outputs of sessions that never closed (API clients) go after an hour
+    with gr.Blocks(title="Zero-1-to-3 demo", delete_cache=(600, 3600), **extra) as demo:
         gr.Markdown("# Zero-1-to-3: new views of an object from one photo\n"
                     f"Model: **{info.model_name}**. Upload a photo of one object (on a plain light "
                     "background, or with transparency), move the camera, and generate.")
@@ -577,9 +644,11 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
                         mesh_file = gr.File(label="Download mesh (.glb)", elem_id="mesh-file")
 
         # --- events ----------------------------------------------------------------------------
-        cheap = dict(concurrency_limit=None, show_progress="hidden")
-        image.change(on_preview, [image, ratio], preview, **cheap)
-        ratio.release(on_preview, [image, ratio], preview, **cheap)
+        # every event has a concurrency bound: previews decode images (memory), the rest is light work
+        previews = dict(concurrency_limit=PREVIEW_CONCURRENCY, concurrency_id="preview", show_progress="hidden")
+        cheap = dict(concurrency_limit=LIGHT_CONCURRENCY, concurrency_id="light", show_progress="hidden")
+        image.change(on_preview, [image, ratio], preview, **previews)
+        ratio.release(on_preview, [image, ratio], preview, **previews)
         for slider in (polar, azimuth, radius):
             slider.change(on_plot, [polar, azimuth, radius], plot, trigger_mode="always_last", **cheap)
         for name, button in preset_buttons.items():
@@ -591,7 +660,9 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
         recon_btn.click(on_recon, [image, ratio, quality, recon_steps, recon_elev, seed], [model3d, mesh_file, recon_note],
                         **model)
         for button in (stop, recon_stop):
-            button.click(on_stop, None, None, concurrency_limit=None, show_progress="hidden", queue=False)
+            button.click(on_stop, None, None, concurrency_limit=LIGHT_CONCURRENCY, concurrency_id="control",
+                         show_progress="hidden")
+        demo.unload(on_unload)
     demo.zero1to3_workdir = workdir  # type: ignore[attr-defined]
     return demo
 
@@ -599,10 +670,21 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
 def launch(demo: "gr.Blocks", host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
            block: bool = True) -> Any:
     """Serve the page; ``block=False`` returns at once (tests). Model jobs queue one at a time."""
-    demo.queue(default_concurrency_limit=1, max_size=32)
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     extra = {"css": _CSS} if _launch_takes_css() else {}
+    # show_error=False: an unexpected exception's text stays in the server log (handlers raise gr.Error
+    # with the page's own words for everything a user can cause)
     return demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
-                       show_error=True, quiet=not block, **extra)
+                       show_error=False, quiet=not block, max_file_size=MAX_UPLOAD, **extra)
+
+
+def cleanup(demo: "gr.Blocks") -> None:
+    """Close the server and delete the demo's folder (uploads and outputs of every session)."""
+    try:
+        demo.close()
+    finally:
+        shutil.rmtree(getattr(demo, "zero1to3_workdir", ""), ignore_errors=True) if getattr(
+            demo, "zero1to3_workdir", None) else None
 
 
 def _launch_takes_css() -> bool:

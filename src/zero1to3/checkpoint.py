@@ -68,7 +68,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # truncated or not safetensors: SafetensorError, OSError ...
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise CheckpointError(f"cannot read {path} as safetensors ({reason}); the file is damaged or "
+                                  "truncated") from None
     try:
         try:
             data = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
@@ -179,7 +184,7 @@ def load_original_components(path: str | os.PathLike, *, image_encoder: str | os
         if not (folder / "config.json").is_file():
             raise CheckpointError(f"image encoder folder {folder} has no config.json (expected a local "
                                   "CLIPVisionModelWithProjection, e.g. the image_encoder/ of SD image-variations)")
-        encoder = CLIPVisionModelWithProjection.from_pretrained(folder, local_files_only=True)
+        encoder = CLIPVisionModelWithProjection.from_pretrained(folder, local_files_only=True, use_safetensors=True)
     else:
         warnings.warn("no image_encoder given: CLIP is randomly initialised; pass image_encoder=<local CLIP "
                       "folder> to encode images", stacklevel=2)

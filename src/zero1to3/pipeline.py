@@ -280,15 +280,18 @@ class Zero123Pipeline:
         if (path / "model_index.json").is_file():
             meta = json.loads((path / "model_index.json").read_text()).get("zero1to3", {})
         try:
-            unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True)
-            vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True)
-            encoder = CLIPVisionModelWithProjection.from_pretrained(image_encoder or path / "image_encoder",
-                                                                    local_files_only=True)
-            projection = CameraProjection.from_pretrained(path, subfolder="cc_projection", local_files_only=True)
+            # safetensors only: a folder with pickled .bin weights is refused, never unpickled
+            safe = dict(local_files_only=True, use_safetensors=True)
+            unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **safe)
+            vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **safe)
+            encoder = CLIPVisionModelWithProjection.from_pretrained(image_encoder or path / "image_encoder", **safe)
+            projection = CameraProjection.from_pretrained(path, subfolder="cc_projection", **safe)
             scheduler = DDIMScheduler.from_pretrained(path, subfolder="scheduler", local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(f"cannot load model from {path}: {first}") from None
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+            # RuntimeError/TypeError: weights of another architecture ("Cannot copy out of meta tensor" ...)
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"cannot load model from {path}: {first} (weights must be .safetensors of the "
+                                 "architecture in each config.json)") from None
         extractor = None
         if (path / "feature_extractor").is_dir():
             extractor = CLIPImageProcessor.from_pretrained(path / "feature_extractor")

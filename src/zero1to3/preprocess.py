@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
+
+from zero1to3.inputs import ImageInputError, check_image_array, check_pixel_count, normalise_mode, open_image
 
 if TYPE_CHECKING:
     from zero1to3.segmentation import SegmenterConfig
@@ -31,10 +33,6 @@ DEFAULT_FOREGROUND_RATIO = 200.0 / 256.0
 #: inputs and evaluation alike: bicubic with PIL's antialiasing (the shipped model's renders were resized
 #: with it), so the model is scored on images resized exactly as the ones it learned from.
 RESAMPLE = Image.Resampling.BICUBIC
-
-
-class ImageInputError(ValueError):
-    """An input image that cannot be used (unreadable, wrong shape, no object found)."""
 
 
 @dataclass
@@ -61,16 +59,9 @@ class SegmentationWarning(UserWarning):
 def load_image(image: ImageInput) -> Image.Image:
     """Any supported input -> PIL image in RGB or RGBA mode, with a clear error for bad input."""
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise ImageInputError(f"image file not found: {path}")
-        try:
-            with Image.open(path) as img:
-                img.load()
-                image = img.copy()
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ImageInputError(f"cannot read image {path}: not a readable image file ({exc})") from None
+        image = open_image(Path(image))  # pixel cap before decoding; 16-bit, CMYK, palette, EXIF handled
     if isinstance(image, np.ndarray):
+        check_image_array(image)
         array = image
         if array.dtype != np.uint8:
             if np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and array.max() <= 1.0:
@@ -83,11 +74,10 @@ def load_image(image: ImageInput) -> Image.Image:
         image = Image.fromarray(array)
     if not isinstance(image, Image.Image):
         raise ImageInputError(f"unsupported image input of type {type(image).__name__}")
+    check_pixel_count(image.width, image.height)
     if image.width < 8 or image.height < 8:
         raise ImageInputError(f"image is too small ({image.width}x{image.height})")
-    if image.mode == "RGBA" or (image.mode in ("LA", "P") and "transparency" in image.info) or image.mode == "LA":
-        return image.convert("RGBA")
-    return image.convert("RGB")
+    return normalise_mode(image)
 
 
 def _border_distance(rgb: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ class ViewSampler(Protocol):
     def __call__(self, image: Any, poses: Sequence[RelativePose], *, num_samples: int = ...,
                  guidance_scale: float = ..., num_inference_steps: int = ..., scheduler: str = ...,
                  eta: float = ..., seed: int | None = ..., preprocess: bool = ...,
-                 input_polar: float | None = ...) -> Views: ...
+                 input_polar: float | None = ..., batch_size: int | None = ...) -> Views: ...
 
 
 @runtime_checkable

@@ -30,12 +30,16 @@ from accelerate import Accelerator
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.training_utils import EMAModel
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import CLIPVisionModelWithProjection
 
+from zero1to3.atomic import write_text_atomic
 from zero1to3.camera import conditioning_vector, spherical_of_camera
 from zero1to3.data.dataset import load_views_array
 from zero1to3.data.shards import is_shard_folder, read_shards
+from zero1to3.inputs import check_int, check_range
 from zero1to3.model import (CameraProjection, build_camera_projection, build_image_encoder, build_scheduler, build_unet,
                             build_vae, clip_image_embedding, conv_in_surgery, latent_moments, preset)
 from zero1to3.pipeline import Zero123Pipeline, to_uint8
@@ -91,9 +95,60 @@ class TrainConfig:
     #: A collective on every step would stall the launch queue.
     stop_check_every: int = option(10, "multi-process runs agree on stopping (signal, time budget) every this "
                                        "many steps")
+    #: No argparse choices: validate() names the allowed values in the one-line error.
+    on_nonfinite: str = option("stop", "stop (exit code 3, the newest finite checkpoint kept) or skip (drop such "
+                                       "updates) when the loss or a gradient is NaN/inf")
+    #: The check is one host sync; the update itself is skipped on the device without one.
+    nonfinite_check_every: int = option(10, "GPU steps between host checks of the non-finite flag (CPU: every step)")
+    max_skipped_in_a_row: int = option(10, "with --on-nonfinite skip: stop (exit code 3) after this many "
+                                           "non-finite updates in a row")
+    cache_dir: str | None = option(None, "folder for the in-memory view cache (None: OUTPUT_DIR/cache; never the "
+                                         "dataset folder)")
+    override: bool = option(False, "on resume, continue with changed training settings (e.g. --learning-rate) "
+                                   "instead of refusing")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """ValueError (one line) for a setting out of range, before any model is built."""
+        for name in ("batch_size", "checkpoint_every", "keep_checkpoints", "log_every", "stop_check_every",
+                     "nonfinite_check_every", "max_skipped_in_a_row"):
+            check_int(name, int(getattr(self, name)), 1)
+        for name in ("max_steps", "warmup_steps", "sample_every"):
+            check_int(name, int(getattr(self, name)), 0)
+        check_range("learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
+        check_range("projection_lr_multiplier", self.projection_lr_multiplier, 0.0, 1e3, low_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        check_range("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        check_range("ema_decay", self.ema_decay, 0.0, 1.0)
+        check_range("uncond_probability", self.uncond_probability, 0.0, 1.0 / 3.0)
+        if self.max_minutes is not None:
+            check_range("max_minutes", self.max_minutes, 0.0, 1e7, low_open=True)
+        if self.foreground_ratio is not None:
+            check_range("foreground_ratio", self.foreground_ratio, 0.05, 1.0)
+        choices = {"lr_schedule": ("constant", "cosine"), "mixed_precision": ("no", "fp16", "bf16"),
+                   "on_nonfinite": ("stop", "skip"), "preset": ("tiny", "zero123")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
+
+
+#: Settings a resumed run may change freely (budgets and bookkeeping); any other change needs ``override``.
+RESUME_FREE_SETTINGS = ("max_steps", "max_minutes", "checkpoint_every", "keep_checkpoints", "sample_every",
+                        "log_every", "resume", "stop_check_every", "override", "nonfinite_check_every", "max_skipped_in_a_row",
+                        "on_nonfinite", "cache_dir", "data", "output_dir")
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss or gradient (the run stops; its newest finite checkpoint is kept)."""
+
+
+class ResumeSettingsError(ValueError):
+    """A resumed run was given training settings other than those it started with (and no override)."""
 
 
 @dataclass
@@ -111,6 +166,7 @@ class VAETrainConfig:
     mixed_precision: str = option("no", "autocast precision", choices=("no", "fp16", "bf16"))
     seed: int = option(0, "seed")
     log_every: int = option(50, "steps between metrics lines")
+    cache_dir: str | None = option(None, "folder for the in-memory view cache (None: OUTPUT_DIR/cache)")
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -166,8 +222,10 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return images.movedim(-1, -3).float() / 127.5 - 1.0
 
 
-def load_training_arrays(data: str, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """All views of a render-layout folder or a shard folder (``zero1to3 data pack``), in memory."""
+def load_training_arrays(data: str, image_size: int,
+                         cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """All views of a render-layout folder or a shard folder (``zero1to3 data pack``), in memory; a render
+    folder's cache goes to ``cache_dir`` (never into the data)."""
 
     if is_shard_folder(data):
         views = read_shards(data)
@@ -175,7 +233,7 @@ def load_training_arrays(data: str, image_size: int) -> tuple[np.ndarray, np.nda
             raise ValueError(f"{data}: shards hold {views.images.shape[2]} px views, the model needs {image_size} px "
                              "(pack the renders again with --size)")
         return views.images, views.poses, views.names
-    return load_views_array(data, image_size)
+    return load_views_array(data, image_size, cache_dir=cache_dir)
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -230,11 +288,12 @@ def initial_components(config: TrainConfig):
 def _from_image_variations(path: Path):
     """SD image-variations (4-channel UNet): conv_in surgery to 8 channels, identity camera projection."""
 
-    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True)
+    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True, use_safetensors=True)
     unet.conv_in = conv_in_surgery(unet.conv_in, 8)
     unet.register_to_config(in_channels=8)
-    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True)
-    encoder = CLIPVisionModelWithProjection.from_pretrained(path / "image_encoder", local_files_only=True)
+    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True, use_safetensors=True)
+    encoder = CLIPVisionModelWithProjection.from_pretrained(path / "image_encoder", local_files_only=True,
+                                                          use_safetensors=True)
     projection = CameraProjection(encoder.config.projection_dim + 4, unet.config.cross_attention_dim)
     projection.reset_to_identity()
     return unet, vae, encoder, projection
@@ -257,9 +316,37 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def _prune(root: Path, keep: int) -> None:
-    done = sorted(p for p in root.glob("step_*") if not p.name.endswith(".tmp"))
+    """Delete all but the ``keep`` newest checkpoints, never the newest one marked finite."""
+    done = sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+    finite = [p for p in done if _checkpoint_state(p).get("finite") is True]
+    protected = {finite[-1]} if finite else set()
     for old in done[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        if old not in protected:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _checkpoint_state(ckpt: Path) -> dict[str, Any]:
+    try:
+        return json.loads((ckpt / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def save_ema(ema, path: Path) -> None:
+    """The EMA state as safetensors (tensors) + its scalars in the metadata: nothing to unpickle on resume."""
+    state = ema.state_dict()
+    tensors = {f"shadow.{i:05d}": t.detach().contiguous().cpu() for i, t in enumerate(state["shadow_params"])}
+    scalars = {k: v for k, v in state.items() if k != "shadow_params"}
+    save_file(tensors, str(path), metadata={"ema": json.dumps(scalars)})
+
+
+def load_ema(ema, path: Path) -> None:
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        scalars = json.loads((f.metadata() or {}).get("ema", "{}"))
+        shadow = [f.get_tensor(k) for k in sorted(f.keys())]
+    if len(shadow) != len(ema.shadow_params):
+        raise ValueError(f"{path}: {len(shadow)} EMA tensors, the model has {len(ema.shadow_params)}")
+    ema.load_state_dict({**scalars, "shadow_params": shadow})
 
 
 class Trainer:
@@ -275,7 +362,7 @@ class Trainer:
         unet, vae, encoder, projection, init_ratio = initial_components(config)
         self.foreground_ratio = config.foreground_ratio or init_ratio
         if config.vae_path:
-            vae = AutoencoderKL.from_pretrained(config.vae_path, local_files_only=True).float()
+            vae = AutoencoderKL.from_pretrained(config.vae_path, local_files_only=True, use_safetensors=True).float()
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision, torch.float32)
@@ -316,7 +403,8 @@ class Trainer:
         self.alphas = self.noise_scheduler.alphas_cumprod.to(acc.device)
         if batcher is None:
             if arrays is None:
-                images, poses, _ = load_training_arrays(config.data, preset(config.preset).image_size)
+                cache_dir = config.cache_dir or str(Path(config.output_dir) / "cache")
+                images, poses, _ = load_training_arrays(config.data, preset(config.preset).image_size, cache_dir)
             else:
                 images, poses = arrays
             batcher = PairBatcher(images, poses, acc.device)
@@ -326,26 +414,47 @@ class Trainer:
         self.step = 0
         self.out = Path(config.output_dir)
         self._stop = False
+        self.stop_signal: int | None = None
+        #: Device-side count of steps whose loss or gradient norm was non-finite (read at check steps).
+        self._nonfinite = torch.zeros((), dtype=torch.int64, device=acc.device)
+        self._nonfinite_seen = 0
+        self._skipped_in_a_row = 0
+        self.skipped_steps = 0
+        self.changed_settings: dict[str, tuple[Any, Any]] = {}
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(config.to_json())
-        if config.resume:
-            self.resume()
+        resumed = config.resume and self.resume()
+        if acc.is_main_process and (not resumed or self.changed_settings or not (self.out / "config.json").is_file()):
+            write_text_atomic(self.out / "config.json", config.to_json())
 
     # -------------------------------------------------------------- state
-    def save_checkpoint(self) -> Path:
+    def _all_finite(self) -> bool:
+        """Every trained weight and EMA tensor finite (one device sync; run before a checkpoint is kept)."""
+        tensors = [p for p in self.module.parameters() if p.requires_grad] + list(self.ema.shadow_params)
+        flags = torch.stack([torch.isfinite(t).all() for t in tensors]).all().float().reshape(1)
+        if self.accelerator.num_processes > 1:
+            flags = self.accelerator.gather(flags)
+        return bool(flags.min().item() > 0)
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``checkpoints/step_N`` atomically, only if its tensors are finite (else None: nothing kept)."""
         acc = self.accelerator
         final = self.out / "checkpoints" / f"step_{self.step:08d}"
+        if not self._all_finite():
+            logger.error("step %d: non-finite weights, no checkpoint written (newest finite one: %s)",
+                         self.step, latest_checkpoint(self.out))
+            return None
         tmp = final.with_name(final.name + ".tmp")
         if acc.is_main_process:
             _atomic_dir(final)
         acc.wait_for_everyone()
         acc.save_state(str(tmp), safe_serialization=True)
         if self.fsdp or acc.is_main_process:
-            torch.save(self.ema.state_dict(), tmp / self._ema_file())
+            save_ema(self.ema, tmp / self._ema_file())
         acc.wait_for_everyone()
         if acc.is_main_process:
-            (tmp / "trainer_state.json").write_text(json.dumps({"step": self.step}))
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": self.step, "finite": True,
+                                                                "skipped_steps": self.skipped_steps}))
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -354,19 +463,80 @@ class Trainer:
         return final
 
     def _ema_file(self) -> str:
-        return f"ema_rank{self.accelerator.process_index}.pt" if self.fsdp else "ema.pt"
+        return f"ema_rank{self.accelerator.process_index}.safetensors" if self.fsdp else "ema.safetensors"
 
     def resume(self) -> bool:
+        """Continue from the newest checkpoint; settings other than the run's own need ``override``."""
         ckpt = latest_checkpoint(self.out)
         if ckpt is None:
             return False
-        self.accelerator.load_state(str(ckpt))
-        self.ema.load_state_dict(torch.load(ckpt / self._ema_file(), map_location="cpu", weights_only=False))
+        self._check_resume_settings()
+        ema_file = ckpt / self._ema_file()
+        if not ema_file.is_file():
+            raise ValueError(f"{ckpt} has no {ema_file.name} (checkpoints with a pickled ema.pt are not loaded; "
+                             "resume them with the version that wrote them, or start a new run)")
+        try:
+            self.accelerator.load_state(str(ckpt))  # weights_only loading for everything but safetensors
+            load_ema(self.ema, ema_file)
+        except Exception as exc:  # a planted pickle or a damaged file: one line naming the checkpoint
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"cannot resume from {ckpt}: {type(exc).__name__}: {first[:200]}") from None
         self.ema.to(self.accelerator.device)
-        self.step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        state = _checkpoint_state(ckpt)
+        self.step = int(state["step"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        if self.changed_settings:
+            self._apply_learning_rates()
         if self.accelerator.is_main_process:
+            self._truncate_metrics(self.step)
             logger.info("resumed from %s at step %d", ckpt, self.step)
         return True
+
+    def _check_resume_settings(self) -> None:
+        path = self.out / "config.json"
+        if not path.is_file():
+            return
+        try:
+            before = json.loads(path.read_text())
+        except ValueError:
+            return
+        now = asdict(self.config)
+        changed = {k: (before[k], v) for k, v in now.items()
+                   if k in before and before[k] != v and k not in RESUME_FREE_SETTINGS}
+        if changed and not self.config.override:
+            listing = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+            raise ResumeSettingsError(f"{self.out} was started with other settings ({listing}); pass --override to "
+                                      "continue with the new ones, or use another --output-dir")
+        if changed:
+            logger.warning("resume with changed settings: %s",
+                           ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+        self.changed_settings = changed
+
+    def _apply_learning_rates(self) -> None:
+        """After loading an optimizer saved with other learning rates: the configured ones from here on."""
+        base = [self.config.learning_rate, self.config.learning_rate * self.config.projection_lr_multiplier]
+        scheduler = self.lr_scheduler.scheduler if hasattr(self.lr_scheduler, "scheduler") else self.lr_scheduler
+        scheduler.base_lrs = list(base)
+        factor = self._lr_factor(self.step)
+        for group, lr in zip(self.optimizer.param_groups, base):
+            group["initial_lr"] = lr
+            group["lr"] = lr * factor
+        for group in self.optimizer.param_groups:
+            group["weight_decay"] = self.config.weight_decay
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop log lines past the checkpoint being resumed (they will be logged again): one line per step."""
+        log_path = self.out / "metrics.jsonl"
+        if not log_path.is_file():
+            return
+        kept = []
+        for line in log_path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut by a kill
+        write_text_atomic(log_path, "".join(x + "\n" for x in kept))
 
     # -------------------------------------------------------------- step
     @torch.no_grad()
@@ -457,6 +627,8 @@ class Trainer:
         return total / batches
 
     def fit(self) -> dict[str, Any]:
+        """Train to ``max_steps`` (or the time budget, or a signal). Raises :class:`NonFiniteError` when the
+        loss or gradients stop being finite (``on_nonfinite="stop"``, or a whole window of skipped steps)."""
         acc = self.accelerator
         cfg = self.config
         start = time.perf_counter()
@@ -468,6 +640,13 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", disable=not acc.is_local_main_process)
         log_path = self.out / "metrics.jsonl"
         running, seen, t_log = 0.0, 0, time.perf_counter()
+        # fused AdamW skips a flagged update on the device (as under GradScaler): no host sync per step
+        base_optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
+        # under fp16 autocast GradScaler owns overflowing gradients (it skips those steps and lowers its scale)
+        scaled = getattr(acc, "scaler", None) is not None
+        device_skip = bool(base_optimizer.param_groups[0].get("fused")) and not scaled
+        check_every = cfg.nonfinite_check_every if acc.device.type == "cuda" else 1
+        window_start = self.step
         try:
             while self.step < cfg.max_steps:
                 g = self._generator(self.step, acc.process_index, 1)
@@ -477,22 +656,35 @@ class Trainer:
                 with acc.autocast():
                     loss = self.loss(batch, g)
                 acc.backward(loss)
-                if acc.sync_gradients:
-                    acc.clip_grad_norm_(self.module.parameters(), 1.0)
-                self.optimizer.step()
-                self.lr_scheduler.step()
+                grad_norm = acc.clip_grad_norm_(self.module.parameters(), 1.0) if acc.sync_gradients else None
+                bad = ~torch.isfinite(loss.detach())
+                if grad_norm is not None and not scaled:
+                    bad = bad | ~torch.isfinite(torch.as_tensor(grad_norm, device=bad.device))
+                self._nonfinite += bad
+                if scaled:
+                    self._optimizer_step()
+                elif device_skip:
+                    base_optimizer.found_inf = bad.float()
+                    self._optimizer_step()
+                elif not bool(bad.item()):  # CPU, FSDP: decided on the host (free on a CPU)
+                    self._optimizer_step()
                 self.optimizer.zero_grad(set_to_none=True)
-                self.ema.step([p for p in self.module.parameters() if p.requires_grad])
+                self.lr_scheduler.step()
                 self.step += 1
-                running += loss.detach()
+                running += loss.detach().nan_to_num(0.0, 0.0, 0.0)
                 seen += 1
                 bar.update(1)
+                if self.step % check_every == 0 or self.step == cfg.max_steps:
+                    self._check_finite(self.step - window_start)
+                    window_start = self.step
                 if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                     now = time.perf_counter()
                     mean = acc.gather((running / seen).reshape(1)).mean().item()
                     record = {"step": self.step, "loss": mean, "lr": self.lr_scheduler.get_last_lr()[0],
                               "images_per_s": seen * per_rank * acc.num_processes / (now - t_log),
                               "elapsed_s": now - start}
+                    if self.skipped_steps:
+                        record["skipped_steps"] = self.skipped_steps
                     if torch.cuda.is_available():
                         record["max_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
                     bar.set_postfix(loss=f"{mean:.4f}")
@@ -512,20 +704,55 @@ class Trainer:
                     else:
                         stop = out_of_time = False  # decided together at the next check step
                 if self.step % cfg.checkpoint_every == 0 or stop or out_of_time:
+                    self._check_finite(self.step - window_start)
+                    window_start = self.step
                     self.save_checkpoint()
                 if stop or out_of_time:
                     break
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if device_skip:
+                base_optimizer.found_inf = None
             bar.close()
         if self.step >= cfg.max_steps and latest_checkpoint(self.out) != self.out / "checkpoints" / f"step_{self.step:08d}":
             self.save_checkpoint()
-        return {"step": self.step, "seconds": time.perf_counter() - start, "stopped": self._stop}
+        return {"step": self.step, "seconds": time.perf_counter() - start, "stopped": self._stop,
+                "signal": self.stop_signal, "skipped_steps": self.skipped_steps}
+
+    def _optimizer_step(self) -> None:
+        self.optimizer.step()
+        self.ema.step([p for p in self.module.parameters() if p.requires_grad])
+
+    def _check_finite(self, window: int) -> None:
+        """Read the device's non-finite count (one sync): stop, or account skipped steps."""
+        count = self._nonfinite.reshape(1)
+        if self.accelerator.num_processes > 1:
+            count = self.accelerator.gather(count).amax().reshape(1)
+        total = int(count.item())
+        new = total - self._nonfinite_seen
+        self._nonfinite_seen = total
+        if new <= 0:
+            self._skipped_in_a_row = 0
+            return
+        newest = latest_checkpoint(self.out)
+        kept = f"the newest finite checkpoint is {newest}" if newest else "no checkpoint was written"
+        if self.config.on_nonfinite == "stop":
+            raise NonFiniteError(f"non-finite loss or gradient by step {self.step} (learning rate "
+                                 f"{self.config.learning_rate:g}); training stopped, {kept}. Lower --learning-rate, "
+                                 "or --on-nonfinite skip to drop such steps")
+        self.skipped_steps += new
+        logger.warning("skipped %d update(s) with a non-finite loss or gradient by step %d", new, self.step)
+        # a whole window of bad steps continues a streak; a partly good window (on a GPU) ends it
+        self._skipped_in_a_row = self._skipped_in_a_row + new if new >= window else new
+        if self._skipped_in_a_row >= self.config.max_skipped_in_a_row:
+            raise NonFiniteError(f"{self._skipped_in_a_row} updates in a row were non-finite (by step {self.step}); "
+                                 f"training stopped, {kept}. Lower --learning-rate")
 
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
         logger.warning("signal %d: saving a checkpoint and stopping", signum)
         self._stop = True
+        self.stop_signal = signum
 
     # -------------------------------------------------------------- outputs
     def pipeline(self, use_ema: bool = True):
@@ -579,7 +806,8 @@ def train_vae(config: VAETrainConfig, images: np.ndarray | None = None) -> Path:
     acc = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
     model_config = preset(config.preset)
     if images is None:
-        images, _, _ = load_training_arrays(config.data, model_config.image_size)
+        images, _, _ = load_training_arrays(config.data, model_config.image_size,
+                                            config.cache_dir or str(Path(config.output_dir) / "cache"))
     flat = torch.from_numpy(images.reshape(-1, *images.shape[-3:])).to(acc.device)
     torch.manual_seed(config.seed)
     vae = build_vae(model_config)
@@ -602,6 +830,9 @@ def train_vae(config: VAETrainConfig, images: np.ndarray | None = None) -> Path:
         sched.step()
         optimizer.zero_grad(set_to_none=True)
         if (step + 1) % config.log_every == 0 or step + 1 == config.max_steps:
+            if not math.isfinite(loss.item()):  # checked where the loss is read anyway (no extra sync)
+                raise NonFiniteError(f"VAE training: non-finite loss by step {step + 1}; nothing was saved. "
+                                     "Lower the learning rate")
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if acc.is_main_process:
                 with (out / "metrics.jsonl").open("a") as f:
@@ -611,6 +842,8 @@ def train_vae(config: VAETrainConfig, images: np.ndarray | None = None) -> Path:
         idx = torch.randint(flat.shape[0], (min(1024, flat.shape[0]),), generator=g).to(acc.device)
         x = to_unit(flat[idx])
         std = torch.cat([vae.encode(c).latent_dist.mean for c in x.split(128)]).std().item()
+    if not math.isfinite(std) or std <= 0:
+        raise NonFiniteError(f"VAE training: latent std {std} is not a positive finite number; nothing was saved")
     vae.register_to_config(scaling_factor=1.0 / std)
     if acc.is_main_process:
         vae.save_pretrained(out / "vae", safe_serialization=True)

@@ -24,13 +24,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from zero1to3.checkpoint import CheckpointError
-    from zero1to3.pipeline import Zero123Pipeline
+    from zero1to3.inputs import check_output_dir
+    from zero1to3.pipeline import ModelLoadError, Zero123Pipeline
 
+    check_output_dir(args.output, "output")
     try:
         pipe = Zero123Pipeline.from_pretrained(args.checkpoint, image_encoder=args.image_encoder,
                                                use_ema=not args.no_ema, original_config=args.original_config,
                                                pose_encoding=args.pose_encoding)
-    except CheckpointError as exc:
+    except (CheckpointError, ModelLoadError) as exc:
         raise CLIError(str(exc)) from None
     pipe.save_pretrained(args.output, dtype=torch.float16 if args.half else None)
     copy = "main" if args.no_ema else "EMA"

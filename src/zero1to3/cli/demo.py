@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CLIError(f"the demo needs gradio and plotly ({exc.name} is missing): "
                        "pip install 'zero1to3[demo]'") from None
-    from zero1to3.app import DemoInfo, build_app, launch
+    from zero1to3.app import DemoInfo, build_app, cleanup, launch
     from zero1to3.fast import fast_mode, warm_up
 
     pipe, name, warning = load_demo_pipeline(args)
@@ -67,8 +67,14 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"cannot serve on {args.host}:{args.port}: {exc}") from None
     print(f"zero1to3 demo: serving {name} at {demo.local_url} (ready in {time.perf_counter() - start:.1f} s; "
           "Ctrl+C stops)", flush=True)
+    import signal
+    import sys
+
+    # SIGTERM (service managers, docker stop) stops like Ctrl+C: the server closes and every upload and
+    # output of every session is deleted before the process exits (exit code 143 = 128 + SIGTERM)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         demo.block_thread()
     finally:
-        demo.close()
+        cleanup(demo)
     return 0

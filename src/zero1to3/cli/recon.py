@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from zero1to3.cli.common import CLIError, add_model_arguments, load_pipeline
+from zero1to3.inputs import check_int, check_output_dir
 from zero1to3.recon.config import RECON_PRESETS, ReconConfig, default_preset
 from zero1to3.settings import add_config_file_option, add_options, config_from_args
 
@@ -40,7 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def build_config(args: argparse.Namespace, device: str = "cpu") -> ReconConfig:
     """The ReconConfig the arguments describe: the preset (``--preset``, else the device's default), then
-    ``--config``, then the flags given (errors as one-line CLIError)."""
+    ``--config``, then the flags given (errors as one-line CLIError). The ranges are checked by ReconConfig
+    itself (one place for the library and the CLI)."""
+    if getattr(args, "preview_every", None) is not None:
+        check_int("--preview-every", args.preview_every, 1)
     preset = getattr(args, "preset", None) or default_preset(device)
     try:
         return config_from_args(ReconConfig, args, base=RECON_PRESETS[preset])
@@ -52,9 +56,12 @@ def run(args: argparse.Namespace) -> int:
     from zero1to3.recon.mesh import EmptyMeshError
     from zero1to3.recon.reconstruct import reconstruct
 
+    from zero1to3.cli.nvs import check_image_argument
+
     image = Path(args.image)
     if not image.is_file():
         raise CLIError(f"input image not found: {image}")
+    check_image_argument(args.image)
     import torch
 
     from zero1to3.media import MediaError, check_animation_path
@@ -63,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     preset = args.preset or default_preset(device)
     config = build_config(args, device)
-    out = Path(args.output)
+    out = check_output_dir(args.output)
     if not args.no_turntable:
         try:  # before hours of optimisation: a missing MP4 encoder fails now
             check_animation_path(out / f"turntable.{args.turntable_format}")

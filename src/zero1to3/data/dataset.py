@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from zero1to3.inputs import open_image
 from zero1to3.preprocess import composite_on_white
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,11 @@ def _in_split(name: str, split: str, val_fraction: float) -> bool:
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     return split == "all" or split_of(name, val_fraction) == split
+
+
+def _one_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 def read_pose(path: str | os.PathLike[str]) -> np.ndarray:
@@ -72,22 +77,27 @@ def list_objects(root: str | os.PathLike[str], split: str = "all", val_fraction:
                   if e.is_dir() and not e.name.startswith(".") and _in_split(e.name, split, val_fraction))
 
 
-def _cache_path(root: Path, image_size: int) -> Path:
-    return root / f"views_{image_size}.npz"
+def _cache_path(root: Path, image_size: int, cache_dir: Path) -> Path:
+    """One cache file per dataset folder (by its resolved path) and resolution, inside ``cache_dir``."""
+    key = hashlib.sha1(str(root.resolve()).encode("utf-8")).hexdigest()[:12]
+    return cache_dir / f"views_{image_size}_{root.name}_{key}.npz"
 
 
 def load_views_array(root: str | os.PathLike[str], image_size: int, num_views: int | None = None,
                      cache: bool = True, names: Sequence[str] | None = None,
-                     progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                     progress: bool = False,
+                     cache_dir: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """All views in memory: images uint8 [N, V, H, W, 3] on white, poses float32 [N, V, 3, 4], names.
 
     Objects with fewer than ``num_views`` readable views (default: the most common count) are left out
-    and logged. With ``cache``, the arrays are stored as ``root/views_<image_size>.npz`` and reused while
-    the object list and view count are unchanged (delete it after editing the renders).
+    and logged with the file at fault. With ``cache`` and a ``cache_dir``, the arrays are stored there
+    (never in the dataset, which may be read-only) and reused while the object list and view count are
+    unchanged (delete it after editing the renders).
     """
     root = Path(root)
     all_names = list_objects(root) if names is None else list(names)
-    cache_file = _cache_path(root, image_size)
+    cache = cache and cache_dir is not None
+    cache_file = _cache_path(root, image_size, Path(cache_dir)) if cache else None
     if cache and cache_file.is_file():
         try:
             with np.load(cache_file, allow_pickle=False) as data:
@@ -116,11 +126,14 @@ def load_views_array(root: str | os.PathLike[str], image_size: int, num_views: i
                 raise ValueError(f"{len(views)} of {num_views} views present")
             obj_images, obj_poses = [], []
             for v in views:
-                with Image.open(root / name / f"{v:03d}.png") as image:
+                current = root / name / f"{v:03d}.png"
+                with open_image(current) as image:
                     obj_images.append(np.array(composite_on_white(image.convert("RGBA"), image_size), np.uint8))
-                obj_poses.append(read_pose(root / name / f"{v:03d}.npy"))
+                current = root / name / f"{v:03d}.npy"
+                obj_poses.append(read_pose(current))
         except Exception as exc:
-            logger.warning("load_views_array %s: skipping %s: %s", root, name, exc)
+            where = current if len(views) >= num_views else root / name
+            logger.warning("load_views_array: skipping object %s: %s: %s", name, where, _one_line(exc))
             skipped.append(name)
             continue
         images.append(np.stack(obj_images))
@@ -129,7 +142,8 @@ def load_views_array(root: str | os.PathLike[str], image_size: int, num_views: i
     image_array = (np.stack(images) if images else np.zeros((0, num_views, image_size, image_size, 3), np.uint8))
     pose_array = (np.stack(poses).astype(np.float32) if poses else np.zeros((0, num_views, 3, 4), np.float32))
     if cache:  # a private temporary per writer: ranks of one launch may write the same cache at once
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=cache_file.name + ".", suffix=".tmp")
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=cache_file.name + ".", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             np.savez(f, images=image_array, poses=pose_array, names=np.array(kept, dtype=str),
                      skipped=np.array(skipped, dtype=str))

@@ -23,6 +23,7 @@ import trimesh
 from PIL import Image
 from tqdm import tqdm
 
+from zero1to3.atomic import write_json_atomic
 from zero1to3.camera import REFERENCE_FOV_DEG, REFERENCE_RADIUS_RANGE, camera_at, sample_reference_cameras
 from zero1to3.data.dataset import load_views_array
 from zero1to3.data.procedural import normalize_mesh, procedural_name, random_object
@@ -169,6 +170,10 @@ def render_dataset(out_dir: str | os.PathLike, objects: ObjectSource, num_views:
     if num_views < 1 or resolution < 1:
         raise ValueError("num_views and resolution must be >= 1")
     out = Path(out_dir)
+    settings = {"num_views": num_views, "orbit_views": orbit[0], "orbit_elevation_deg": orbit[1],
+                "orbit_radius": orbit[2], "resolution": resolution, "seed": seed, "fov_deg": fov_deg,
+                "radius_range": list(radius_range), "supersample": supersample, "msaa": msaa}
+    _check_existing_meta(out / "meta.json", settings, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     jobs = _jobs(objects)
     summary = RenderSummary(out)
@@ -195,14 +200,27 @@ def render_dataset(out_dir: str | os.PathLike, objects: ObjectSource, num_views:
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - start
-    meta = {"num_views": num_views, "orbit_views": orbit[0], "orbit_elevation_deg": orbit[1],
-            "orbit_radius": orbit[2], "resolution": resolution, "seed": seed, "fov_deg": fov_deg,
-            "radius_range": list(radius_range), "supersample": supersample, "msaa": msaa,
-            "objects": len(jobs), "failed": summary.failed, "layout": "NNN.png RGBA + NNN.npy world->camera 3x4"}
-    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    meta = dict(settings, objects=len(jobs), failed=summary.failed,
+                layout="NNN.png RGBA + NNN.npy world->camera 3x4")
+    write_json_atomic(out / "meta.json", meta, indent=1)
     if cache_size:
-        load_views_array(out, cache_size, num_views=num_views + orbit[0], cache=True)
+        load_views_array(out, cache_size, num_views=num_views + orbit[0], cache=True, cache_dir=out / ".cache")
     return summary
+
+
+def _check_existing_meta(path: Path, settings: dict, overwrite: bool) -> None:
+    """Refuse to add renders of other settings to a folder (its meta.json would describe only some of them)."""
+    if overwrite or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    changed = [f"{k} {old[k]!r} -> {v!r}" for k, v in settings.items()
+               if k in old and json.loads(json.dumps(old[k])) != json.loads(json.dumps(v))]
+    if changed:
+        raise ValueError(f"{path.parent} holds renders made with other settings ({', '.join(changed)}); "
+                         "use another output folder or --overwrite")
 
 
 def _record(summary: RenderSummary, name: str, error: str | None) -> None:

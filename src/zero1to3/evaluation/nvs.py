@@ -28,8 +28,8 @@ from zero1to3.camera import relative_pose, spherical_of_camera
 from zero1to3.evaluation.figure import save_grid
 from zero1to3.evaluation.metrics import ALPHA_THRESHOLD, ImageMetrics, non_white, psnr, to_tensor
 from zero1to3.evaluation.results import EvalResult, ResultStore
-from zero1to3.evaluation.views import (PROTOCOLS, EvalObject, ViewTask, find_side_views, list_objects, load_rgb,
-                                       object_seed, select_views)
+from zero1to3.evaluation.views import (PROTOCOLS, EvalObject, ProtocolError, ViewTask, find_side_views,
+                                       list_objects, load_rgb, load_task, object_seed)
 from zero1to3.preprocess import composite_on_white
 from zero1to3.protocols import ViewSampler
 
@@ -43,6 +43,8 @@ ORBIT_SIDES = "orbit_sides"
 FIGURE_ROWS = 8
 #: Objects whose images are read ahead while the model samples.
 PREFETCH_OBJECTS = 2
+#: Views sampled at once per object (targets x samples beyond it run in chunks).
+EVAL_CHUNK = 64
 
 
 def _predict(pipe: ViewSampler, task: ViewTask, size: int, *, num_samples: int, guidance_scale: float,
@@ -57,7 +59,7 @@ def _predict(pipe: ViewSampler, task: ViewTask, size: int, *, num_samples: int, 
     input_polar = spherical_of_camera(task.object.poses[task.input_view])[0]
     out = pipe(image, task.relative_poses, num_samples=num_samples, guidance_scale=guidance_scale,
                num_inference_steps=num_inference_steps, seed=seed, preprocess=False, input_polar=input_polar,
-               **sampler_kwargs)
+               **{"batch_size": EVAL_CHUNK, **sampler_kwargs})  # memory flat in targets x samples
     arr = np.asarray(out.array, dtype=np.uint8)
     expected = (len(task.targets), num_samples)
     if arr.shape[:2] != expected or arr.ndim != 5:
@@ -191,8 +193,13 @@ def evaluate_nvs(pipe: ViewSampler, data_dir: str | Path, protocol: str = "rando
         todo = [o for o in objects if o.name not in store]
         bar = tqdm(total=len(objects), initial=len(objects) - len(todo), desc="eval nvs", unit="obj",
                    disable=not progress)
+        skipped: list[str] = []
         for obj, task, loaded in _prefetched(todo, lambda o: _load_object(o, protocol, input_view, num_targets,
                                                                             seed, size, metrics, orbit_sides)):
+            if task is None:
+                skipped.append(loaded["skipped"])
+                bar.update(1)
+                continue
             inp, gt, gt_mask = loaded["input"], loaded["targets"], loaded["masks"]
             obj_seed = object_seed(seed, obj.name)
             preds = {name: _predict(m, task, size, seed=obj_seed, **call) for name, m in models.items()}
@@ -212,9 +219,13 @@ def evaluate_nvs(pipe: ViewSampler, data_dir: str | Path, protocol: str = "rando
             store.append(record)
             bar.update(1)
         bar.close()
-        records = [store.records[o.name] for o in objects]
+        records = [store.records[o.name] for o in objects if o.name in store]
+        if not records:
+            raise ProtocolError(f"no object under {data_dir} could be evaluated: {'; '.join(skipped)[:500]}")
+        data_notes = [f"skipped object: {note}" for note in skipped]
+        data_notes += [f"skipped view of {o.name}: {why}" for o in objects for why in o.skipped.values()]
         result = EvalResult("nvs", config, methods, metric_names, records,
-                            notices=list(metrics.notices), out_dir=None if tmp else out)
+                            notices=data_notes + list(metrics.notices), out_dir=None if tmp else out)
         result.compute_summary(ci=ci, seed=seed)
         if metrics.has_fid:
             by_name = {o.name: o for o in objects}
@@ -222,7 +233,7 @@ def evaluate_nvs(pipe: ViewSampler, data_dir: str | Path, protocol: str = "rando
                 fid = metrics.fid(_gt_batches(records, by_name, size),
                                   _pred_batches(records, by_name, out, m, size, num_samples))
                 result.set_metrics.setdefault(m, {})["fid"] = fid
-            result.notices = list(metrics.notices)
+            result.notices = data_notes + list(metrics.notices)
         if orbit_sides:
             result.notices += side_check_lines(records, methods)
         if tmp is None:
@@ -244,10 +255,18 @@ def _save_images(folder: Path, targets: list[str], pred: np.ndarray) -> None:
 
 def _load_object(obj: EvalObject, protocol: str, input_view: str | int | None, num_targets: int | None, seed: int,
                  size: int, metrics: ImageMetrics, orbit_sides: bool) -> tuple[ViewTask, dict[str, Any]]:
-    """The object's view choice and every image the evaluation compares (read ahead of the model, in a thread)."""
-    task = select_views(obj, protocol, input_view, num_targets, seed)
-    gt = np.stack([obj.image(t, size) for t in task.targets])
-    loaded: dict[str, Any] = {"input": obj.image(task.input_view, size), "targets": gt, "masks": None, "sides": None}
+    """The object's view choice and every image the evaluation compares (read ahead of the model, in a thread).
+
+    Unreadable views are left out (``obj.skipped``); an object that cannot be evaluated at all comes back as
+    ``(None, {"skipped": reason})`` so the run goes on and reports it.
+    """
+    try:
+        task, inp, gt = load_task(obj, protocol, input_view, num_targets, seed, size)
+    except ProtocolError as exc:
+        if not obj.skipped:  # the data cannot serve the protocol at all: the run's error, not one object's
+            raise
+        return None, {"skipped": str(exc)}
+    loaded: dict[str, Any] = {"input": inp, "targets": gt, "masks": None, "sides": None}
     if metrics.mask_metrics:
         loaded["masks"] = target_masks(obj, task.targets, size, gt, metrics.white_threshold)
     if orbit_sides:
@@ -256,7 +275,10 @@ def _load_object(obj: EvalObject, protocol: str, input_view: str | int | None, n
             inp_view, plus, minus = views
             side_task = ViewTask(obj, inp_view, [plus, minus],
                                  [relative_pose(obj.poses[t], obj.poses[inp_view]) for t in (plus, minus)])
-            loaded["sides"] = (side_task, obj.image(inp_view, size), obj.image(plus, size), obj.image(minus, size))
+            try:
+                loaded["sides"] = (side_task, obj.image(inp_view, size), obj.image(plus, size), obj.image(minus, size))
+            except ValueError as exc:  # an unreadable orbit view: no side check for this object
+                obj.skipped.setdefault("orbit", str(exc))
     return task, loaded
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zero1to3.atomic import atomic_path, write_json_atomic, write_text_atomic
 from zero1to3.evaluation.stats import Summary, summarize
 from zero1to3.jsonable import json_safe
 
@@ -49,21 +50,30 @@ class ResultStore:
                 diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
                 raise ResumeMismatch(f"{self.out_dir} holds results of another configuration (differs in: "
                                      f"{', '.join(diff)}); use another output folder or --overwrite")
-        cfg_path.write_text(json.dumps(config, indent=2) + "\n")
+        try:
+            current = json.loads(cfg_path.read_text()) if cfg_path.is_file() else None
+        except ValueError:
+            current = None
+        if current != config:  # written only when new or changed
+            write_json_atomic(cfg_path, config)
         self.records: dict[str, dict[str, Any]] = {}
         if self.path.is_file():
             self._load()
 
     def _load(self) -> None:
+        text = self.path.read_text()
+        lines = text.splitlines()
         good: list[str] = []
-        for line in self.path.read_text().splitlines():
+        for line in lines:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by a kill: that object is recomputed
             self.records[rec["object"]] = rec
             good.append(line)
-        self.path.write_text("".join(line + "\n" for line in good))
+        if len(good) != len(lines) or (text and not text.endswith("\n")):
+            # drop the cut line with a temp file + rename: a kill now leaves the old file or the new one
+            write_text_atomic(self.path, "".join(line + "\n" for line in good))
 
     def __contains__(self, name: str) -> bool:
         return name in self.records
@@ -162,10 +172,10 @@ class EvalResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         md, js, cs = out / f"{stem}.md", out / f"{stem}.json", out / f"{stem}.csv"
-        md.write_text(self.markdown())
-        js.write_text(json.dumps(json_safe(self.to_dict()), indent=2) + "\n")
+        write_text_atomic(md, self.markdown())
+        write_json_atomic(js, json_safe(self.to_dict()))
         set_names = sorted({k for d in self.set_metrics.values() for k in d})
-        with open(cs, "w", newline="") as f:
+        with atomic_path(cs) as tmp_csv, open(tmp_csv, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["object", "method"] + self.metrics + set_names)
             for o in self.objects:

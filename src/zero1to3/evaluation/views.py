@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from zero1to3.camera import RelativePose, relative_pose, spherical_of_camera
+from zero1to3.inputs import open_image
 from zero1to3.preprocess import RESAMPLE, composite_on_white
 
 PROTOCOLS = ("random", "orbit16")
@@ -46,6 +47,8 @@ class EvalObject:
     #: views rendered for evaluation protocols (orbits), not drawn from the reference camera distribution;
     #: the ``random`` protocol leaves them out (from the dataset's ``meta.json``, see :func:`list_objects`)
     extra_views: frozenset[str] = frozenset()
+    #: view -> why it was left out (unreadable pose or image), for the run's notices
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def image(self, view: str, size: int | None = None) -> np.ndarray:
         """View ``view`` as uint8 RGB [H, W, 3], alpha-composited on white, resized to ``size`` if given."""
@@ -67,8 +70,10 @@ class ViewTask:
 
 
 def load_rgb(path: Path, size: int | None = None) -> np.ndarray:
-    """PNG -> uint8 RGB on a white background, resized to ``size`` as training data is (preprocess.composite_on_white)."""
-    with Image.open(path) as im:
+    """PNG -> uint8 RGB on a white background, resized to ``size`` as training data is (preprocess.composite_on_white).
+
+    An unreadable or oversize file raises :class:`~zero1to3.inputs.ImageInputError` naming it."""
+    with open_image(path) as im:
         return np.array(composite_on_white(im.convert("RGBA"), size), np.uint8)
 
 
@@ -97,16 +102,50 @@ def _extra_view_names(root: Path) -> frozenset[str]:
 
 
 def _read_object(path: Path, extra: frozenset[str] = frozenset()) -> EvalObject | None:
+    """The object's views with a readable, finite pose; a bad pose file drops its view (recorded in ``skipped``)."""
     views = sorted(p.stem for p in path.glob("*.png") if (path / f"{p.stem}.npy").is_file())
     if not views:
         return None
-    poses = {}
+    poses, skipped = {}, {}
     for v in views:
-        pose = np.load(path / f"{v}.npy")
-        if pose.shape not in ((3, 4), (4, 4)):
-            raise ProtocolError(f"{path / (v + '.npy')}: expected a 3x4 world->camera matrix, got {pose.shape}")
+        npy = path / f"{v}.npy"
+        try:
+            pose = np.load(npy, allow_pickle=False)
+            if pose.shape not in ((3, 4), (4, 4)) or not np.all(np.isfinite(pose)):
+                raise ValueError(f"expected a finite 3x4 world->camera matrix, got shape {pose.shape}")
+        except Exception as exc:  # pickled, truncated, wrong shape: this view only
+            skipped[v] = f"{npy}: {(str(exc).splitlines() or [type(exc).__name__])[0][:160]}"
+            continue
         poses[v] = np.asarray(pose, np.float64)[:3]
-    return EvalObject(path.name, path, views, poses, extra & frozenset(views))
+    kept = [v for v in views if v in poses]
+    return EvalObject(path.name, path, kept, poses, extra & frozenset(kept), skipped)
+
+
+def load_task(obj: EvalObject, protocol: str, input_view: str | int | None, num_targets: int | None, seed: int,
+              size: int) -> tuple[ViewTask, np.ndarray, np.ndarray]:
+    """(task, input image, target images) with unreadable views dropped and the selection redone.
+
+    A broken input view falls back to another one unless the input view was fixed by the caller; a broken
+    target is replaced. Raises ProtocolError (naming the files) when the object cannot serve the protocol.
+    """
+    while True:
+        task = select_views(obj, protocol, input_view, num_targets, seed)
+        bad = None
+        try:
+            bad = task.input_view
+            inp = obj.image(task.input_view, size)
+            images = []
+            for t in task.targets:
+                bad = t
+                images.append(obj.image(t, size))
+            return task, inp, np.stack(images)
+        except ValueError as exc:  # ImageInputError: unreadable, truncated, oversize
+            obj.skipped[bad] = str(exc)
+            if input_view is not None and bad == _match_view(obj, input_view):
+                raise ProtocolError(f"object {obj.name}: the input view is unreadable ({exc})") from None
+            obj.views = [v for v in obj.views if v != bad]
+            if len(obj.views) < 2:
+                raise ProtocolError(f"object {obj.name}: fewer than two readable views ({exc})") from None
 
 
 def list_objects(data_dir: str | Path, limit: int | None = None) -> list[EvalObject]:

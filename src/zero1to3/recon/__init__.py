@@ -4,7 +4,7 @@ Main entry point (the function lives in the submodule of the same name, so impor
 
     from zero1to3.recon.reconstruct import ReconConfig, reconstruct
     result = reconstruct(pipe, "object.png", ReconConfig(steps=600))
-    result.save("out/")                       # mesh.glb, settings.json, field.pt, turntable.gif
+    result.save("out/")                       # mesh.glb, settings.json, field.safetensors, turntable.gif
 
 The other public names below load lazily from here (``import zero1to3.recon`` stays light).
 See docs/recon.md for the recipe and its defaults.

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from zero1to3.camera import REFERENCE_FOV_DEG
+from zero1to3.inputs import check_int, check_range, check_seed
 from zero1to3.settings import option
 
 
@@ -63,10 +64,9 @@ class ReconConfig:
     keep_largest_component: bool = option(True, "keep only the mesh's largest connected part")
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_int("steps", self.steps, 1, 1_000_000)
+        check_int("batch_size", self.batch_size, 1, 256)
+        check_seed("seed", self.seed)
         if not (len(self.grid_resolutions) == len(self.render_resolutions) == len(self.milestones)):
             raise ValueError("grid_resolutions, render_resolutions and milestones must have equal length")
         if not 0.0 < self.fov_deg < 180.0:
@@ -76,12 +76,14 @@ class ReconConfig:
             for v in value if isinstance(value, tuple) else (value,):
                 if isinstance(v, float) and not math.isfinite(v):
                     raise ValueError(f"{f.name} must be finite, got {v}")
+        check_range("lr", self.lr, 0.0, 10.0, low_open=True)
+        check_range("guidance_scale", self.guidance_scale, 0.0, 100.0)
+        check_range("elevation_deg", self.elevation_deg, -89.0, 89.0)
         if self.radius <= 1.0 * math.sqrt(3):
             # The camera must be outside the box [-1, 1]^3 the field lives in.
             raise ValueError(f"radius {self.radius} puts the camera inside the object box (need > 1.74)")
         for name in ("w_sds", "w_rgb", "w_mask", "w_near", "w_tv", "w_sparsity", "w_opacity"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
+            check_range(name, getattr(self, name), 0.0, 1e6)
 
     def stage(self, step: int) -> int:
         """Index of the coarse-to-fine stage at ``step``."""

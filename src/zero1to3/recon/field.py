@@ -328,7 +328,7 @@ class VoxelField(nn.Module):
                 + (d[:, :, 1:] - d[:, :, :-1]).pow(2).mean())
 
     def state(self) -> dict:
-        """Plain tensors for saving (``torch.save``)."""
+        """Plain tensors (and the bound) for saving (``ReconResult.save`` writes them as safetensors)."""
         return {"density": self.density.detach().cpu(), "color": self.color.detach().cpu(),
                 "bound": self.bound}
 

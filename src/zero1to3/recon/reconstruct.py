@@ -22,8 +22,10 @@ import numpy as np
 import torch
 import trimesh
 from PIL import Image
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from zero1to3.atomic import atomic_path, write_text_atomic
 from zero1to3.camera import camera_at
 from zero1to3.cpu_threads import cpu_threads
 from zero1to3.jsonable import json_safe
@@ -63,11 +65,14 @@ class ReconResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"mesh": export_mesh(self.mesh, out / f"mesh.{mesh_format}", mesh_format)}
-        torch.save(self.field.state(), out / "field.pt")
-        paths["field"] = out / "field.pt"
+        state = self.field.state()  # safetensors: a saved field is read back without unpickling anything
+        with atomic_path(out / "field.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in state.items() if torch.is_tensor(v)}, str(tmp),
+                      metadata={k: json.dumps(v) for k, v in state.items() if not torch.is_tensor(v)})
+        paths["field"] = out / "field.safetensors"
         settings = dict(self.settings, timings=self.timings, history=self.history[-1:] if self.history else [])
         paths["settings"] = out / "settings.json"
-        paths["settings"].write_text(json.dumps(json_safe(settings), indent=2))
+        write_text_atomic(paths["settings"], json.dumps(json_safe(settings), indent=2))
         if turntable:
             paths["turntable"] = render_turntable(
                 self.field, out / f"turntable.{video_format}", frames=turntable_frames,
