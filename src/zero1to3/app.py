@@ -407,20 +407,31 @@ def build_app(pipe: "Zero123Pipeline", info: DemoInfo | None = None) -> "gr.Bloc
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
+    last_warning: dict[str, tuple[str, float]] = {}  # session -> (message, time) of its last preview warning
+
     def on_unload(request: gr.Request) -> None:
+        last_warning.pop(session_of(request), None)
         shutil.rmtree(workdir / "sessions" / "".join(c for c in session_of(request) if c.isalnum())[:64],
                       ignore_errors=True)
 
     # --- callbacks -----------------------------------------------------------------------------
-    def on_preview(image: str | None, ratio: float):
-        """The preview, or None (cleared) with one message when the image cannot be used."""
+    def on_preview(image: str | None, ratio: float, request: gr.Request = None):
+        """The preview, or None (cleared) with one message when the image cannot be used.
+
+        One upload can fire the image's change event twice (Gradio); the same message for the same session
+        within 5 s is shown once.
+        """
         if image is None:
             return None
         try:
             ratio = check_range("foreground size", float(ratio), 0.05, 1.0)
             return preprocess_preview(image, ratio, model_size=pipe.image_size)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one message on the page
-            gr.Warning(page_message(exc))
+            message, now, session = page_message(exc), time.monotonic(), session_of(request)
+            previous = last_warning.get(session)
+            if previous is None or previous[0] != message or now - previous[1] > 5.0:
+                gr.Warning(message)
+            last_warning[session] = (message, now)
             return None
 
     def on_plot(polar: float, azimuth: float, radius: float):
