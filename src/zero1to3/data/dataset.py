@@ -83,6 +83,16 @@ def _cache_path(root: Path, image_size: int, cache_dir: Path) -> Path:
     return cache_dir / f"views_{image_size}_{root.name}_{key}.npz"
 
 
+def common_view_count(views_per_object: dict[str, list[int]], root: Path) -> int:
+    """The most common number of readable views among objects with two or more (ties -> more views):
+    readers keep objects with that many, so a split stays one rectangular array."""
+    lengths = [len(v) for v in views_per_object.values() if len(v) >= 2]
+    if not lengths:
+        raise ValueError(f"no object in {root} has two or more views")
+    counts_of = np.bincount(lengths)
+    return int(np.flatnonzero(counts_of == counts_of.max())[-1])
+
+
 def load_views_array(root: str | os.PathLike[str], image_size: int, num_views: int | None = None,
                      cache: bool = True, names: Sequence[str] | None = None,
                      progress: bool = False,
@@ -110,11 +120,7 @@ def load_views_array(root: str | os.PathLike[str], image_size: int, num_views: i
             logger.warning("ignoring unreadable cache %s (%s)", cache_file, exc)
     counts = {n: _view_indices(root / n, None)[0] for n in all_names}
     if num_views is None:
-        lengths = [len(v) for v in counts.values() if len(v) >= 2]
-        if not lengths:
-            raise ValueError(f"no object in {root} has two or more views")
-        counts_of = np.bincount(lengths)
-        num_views = int(np.flatnonzero(counts_of == counts_of.max())[-1])  # most common; ties -> more views
+        num_views = common_view_count(counts, root)
     images, poses, kept, skipped = [], [], [], []
     iterator: Any = all_names
     if progress:

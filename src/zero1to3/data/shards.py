@@ -23,7 +23,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from zero1to3.data.dataset import _view_indices, list_objects, read_pose
+from zero1to3.data.dataset import _view_indices, common_view_count, list_objects, read_pose
+from zero1to3.inputs import open_image
 from zero1to3.preprocess import RESAMPLE, composite_on_white
 
 #: The index file that marks a folder as a shard folder.
@@ -71,10 +72,7 @@ def read_render_folder(root: str | os.PathLike[str], image_size: int, num_views:
     all_names = list_objects(root) if names is None else list(names)
     counts = {n: _view_indices(root / n, None)[0] for n in all_names}
     if num_views is None:
-        lengths = [len(v) for v in counts.values() if len(v) >= 2]
-        if not lengths:
-            raise ValueError(f"no object in {root} has two or more views")
-        num_views = int(np.bincount(lengths).argmax())
+        num_views = common_view_count(counts, root)
     images, alphas, poses, kept, skipped = [], [], [], [], {}
     for name in all_names:
         views = counts[name][:num_views]
@@ -83,7 +81,7 @@ def read_render_folder(root: str | os.PathLike[str], image_size: int, num_views:
                 raise ValueError(f"{len(views)} of {num_views} views present")
             rgb_alpha = []
             for v in views:
-                with Image.open(root / name / f"{v:03d}.png") as image:
+                with open_image(root / name / f"{v:03d}.png") as image:
                     rgb_alpha.append(split_alpha(image, image_size))
             obj_poses = [read_pose(root / name / f"{v:03d}.npy")[:3] for v in views]
         except Exception as exc:  # noqa: BLE001 - one broken object must not stop a split
