@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from zero1to3.data.dataset import _view_indices, common_view_count, list_objects, read_pose
+from zero1to3.atomic import atomic_path, write_json_atomic
 from zero1to3.inputs import open_image
 from zero1to3.preprocess import RESAMPLE, composite_on_white
 
@@ -115,21 +115,8 @@ def _encode_object(images: np.ndarray, alpha: np.ndarray, quality: int) -> tuple
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz"
+        np.savez(f, **arrays)
 
 
 def _groups_by_bytes(sizes: Sequence[int], limit: int) -> Iterator[range]:
@@ -176,7 +163,7 @@ def write_shards(views: ViewSet, out_dir: str | os.PathLike[str], quality: int =
     index = {"format": FORMAT_VERSION, "objects": n, "views": int(views.images.shape[1]),
              "image_size": int(views.images.shape[2]), "quality": quality, "shards": files,
              "bytes_per_object": total / max(n, 1), **(extra or {})}
-    _atomic_write_text(out / SHARD_INDEX, json.dumps(index, indent=1))
+    write_json_atomic(out / SHARD_INDEX, index, indent=1)
     return index
 
 
@@ -248,7 +235,7 @@ def unpack_shards(path: str | os.PathLike[str], out_dir: str | os.PathLike[str])
     out.mkdir(parents=True, exist_ok=True)
     render_meta = json.loads((Path(path) / SHARD_INDEX).read_text()).get("render_meta")
     if render_meta is not None:
-        _atomic_write_text(out / "meta.json", json.dumps(render_meta, indent=1))
+        write_json_atomic(out / "meta.json", render_meta, indent=1)
     for n, name in enumerate(views.names):
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
