@@ -12,6 +12,7 @@
 
     # a compact copy of background images (JPEG crops; carry it to a machine without the packages)
     python scripts/train_segmenter.py pack --roots /usr/share/backgrounds/mate ... --out BG_PACK/train
+    # (both packs, train and held-out, from their Debian sources: scripts/segmenter_backgrounds.sh)
 
 The summary JSON holds the training settings, time, and mask IoU of the exported weights (the shipped
 inference path, run on the CPU) on test-split objects over held-out backgrounds and over fresh
