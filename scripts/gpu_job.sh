@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
 # One device-machine call of the default-model recipe (docs/model_card.md): unpack the carried GL loaders
-# and wheels, train (resumable: --init-from the shipped weights), export, evaluate on the test split.
+# and wheels, train (resumable), export, evaluate on the test split.
 # Carried (ignored) folders: .gl (EGL loader .debs), .whl (diffusers, trimesh, moderngl wheels),
-# .data/{train64,val64,test64} (shard folders from `zero1to3 data pack`).
-# Usage on the device machine: MINUTES=7 bash scripts/gpu_job.sh ; extra trainer flags in TRAIN_ARGS.
+# .data/{train64,val64,test64,seg128,bg} (shard folders from `zero1to3 data pack`, background packs).
+# Carried data is staged under $WORK/data, so a later call on the same (warm) machine finds it without
+# carrying it again, and training resumes from $WORK/run (checkpoint and optimizer) when that exists.
+# Usage on the device machine: MINUTES=7 bash scripts/gpu_job.sh ; extra trainer flags in TRAIN_ARGS;
+# INIT: the model to start from (default: the shipped one); SEGMENTER_CMD: a command run beside training.
 set -uo pipefail
-OUT=${OUT:-out}
 WORK=${WORK:-/root/z123}
+# $OUT brings back at most 8 files: the job writes into $LOGS and packs it (model parts stay separate).
+FINAL=${OUT:-out}
+OUT=$WORK/call_$(date +%H%M%S)
+mkdir -p "$OUT" "$FINAL"
+pack() { mv "$OUT"/model.tgz.* "$FINAL"/ 2>/dev/null; tar czf "$FINAL/logs.tgz" -C "$OUT" .; }
+trap pack EXIT
 MINUTES=${MINUTES:-7}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 EVAL_LIMIT=${EVAL_LIMIT:-0}
-mkdir -p "$OUT" "$WORK"
+INIT=${INIT:-src/zero1to3/weights/tiny}
+mkdir -p "$WORK/data"
+for d in train64 val64 test64 seg128 bg; do
+  if [ -d ".data/$d" ]; then rm -rf "$WORK/data/$d"; cp -r ".data/$d" "$WORK/data/$d"; fi
+done
+echo "staged data: $(ls "$WORK/data" | tr '\n' ' ')" | tee "$OUT/staged.txt"
 if [ -d .gl ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi  # only to render on this machine
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
@@ -20,13 +33,14 @@ if [ -n "${SEGMENTER_CMD:-}" ]; then  # the segmenter trains beside the diffusio
 fi
 if [ "$MINUTES" != "0" ]; then
   python3 scripts/train_default_model.py --work "$WORK" --out "$OUT" --minutes "$MINUTES" \
-    --data .data/train64 --val-data .data/val64 --init-from src/zero1to3/weights/tiny $TRAIN_ARGS \
+    --data "$WORK/data/train64" --val-data "$WORK/data/val64" --init-from "$INIT" $TRAIN_ARGS \
     2>&1 | grep -v "it/s\]" > "$OUT/train.log"
 fi
 model=$WORK/export
-[ -d "$model" ] || model=src/zero1to3/weights/tiny
-if [ -d .data/test64 ]; then
-  python3 -c "from zero1to3.data.shards import unpack_shards; print(unpack_shards('.data/test64', '$WORK/test64'))"
+[ -d "$model" ] || model=$INIT
+if [ -d "$WORK/data/test64" ] && [ "${SKIP_TEST:-0}" = "0" ]; then
+  rm -rf "$WORK/test64" "$WORK/eval"
+  python3 -c "from zero1to3.data.shards import unpack_shards; print(unpack_shards('$WORK/data/test64', '$WORK/test64'))"
   limit=(); [ "$EVAL_LIMIT" != "0" ] && limit=(--limit "$EVAL_LIMIT")
   python3 -m zero1to3 eval nvs --data "$WORK/test64" --model "$model" --protocol random --input-view 0 \
     --targets 12 --samples 1 --steps 50 -o "$WORK/eval" --no-progress "${limit[@]}" > "$OUT/eval.log" 2>&1

@@ -169,6 +169,11 @@ def main() -> int:
     parser.add_argument("--foreground-ratio", type=float, default=0.6,
                         help="object size in these renders (reference cameras): stored in the export")
     parser.add_argument("--init-from", default=None, help="continue from an exported model (fresh optimizer)")
+    parser.add_argument("--preset", default="tiny", help="model size (zero1to3.model.PRESETS)")
+    parser.add_argument("--unet-from-scratch", action="store_true",
+                        help="keep --init-from's VAE, image encoder and camera projection; new --preset UNet")
+    parser.add_argument("--unet-weight-bits", type=int, choices=(8, 16), default=16,
+                        help="storage of the exported UNet: 8 = per-channel int8 (the shipped form), 16 = fp16")
     args = parser.parse_args()
     from accelerate import PartialState
 
@@ -199,8 +204,8 @@ def main() -> int:
         log(out, f"trained VAE in {time.perf_counter() - t:.1f} s")
     if (work / "vae" / "metrics.jsonl").is_file():
         shutil.copy(work / "vae" / "metrics.jsonl", out / "vae_metrics.jsonl")
-    config = TrainConfig(data=",".join(counts), output_dir=str(work / "run"), preset="tiny",
-                         init_from=args.init_from,
+    config = TrainConfig(data=",".join(counts), output_dir=str(work / "run"), preset=args.preset,
+                         init_from=args.init_from, unet_from_scratch=args.unet_from_scratch, override=True,
                          vae_path=str(vae_dir), batch_size=args.batch, learning_rate=args.lr,
                          max_steps=args.steps, max_minutes=args.minutes, ema_decay=0.999,
                          lr_schedule=args.lr_schedule, min_lr_ratio=args.min_lr_ratio,
@@ -227,7 +232,8 @@ def main() -> int:
     export = work / "export"
     if export.exists():
         shutil.rmtree(export)
-    trainer.export(export)  # main only here; the other ranks wait at the same barrier above
+    # main only here; the other ranks wait at the same barrier above
+    trainer.export(export, unet_weight_bits=8 if args.unet_weight_bits == 8 else None)
     # $OUT takes files of at most 16 MiB: ship the export as a tar in 15 MiB parts (cat model.tgz.* | tar xz).
     subprocess.run(f"tar cz -C {work} export | split -b 15m - {out}/model.tgz.", shell=True, check=True)
     del trainer

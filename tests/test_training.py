@@ -17,6 +17,8 @@ import pytest
 import torch
 
 from zero1to3.camera import relative_pose, sample_reference_cameras
+from zero1to3.model import preset
+from zero1to3.pipeline import Zero123Pipeline
 from zero1to3.seeding import mix_seed
 from zero1to3.training import PairBatcher, TrainConfig, Trainer, cfg_dropout_masks, latest_checkpoint
 
@@ -154,6 +156,28 @@ def test_export_keeps_the_input_framing(tmp_path):
     chosen = Trainer(_config(tmp_path / "b", foreground_ratio=0.7), arrays=arrays)
     path = chosen.export(tmp_path / "export")
     assert json.loads((path / "model_index.json").read_text())["zero1to3"]["foreground_ratio"] == pytest.approx(0.7)
+
+
+def test_unet_from_scratch_keeps_the_codecs_and_exports_int8(tmp_path):
+    """A larger UNet over the shipped codecs: VAE, image encoder and projection carried over exactly, the UNet
+    new at the preset's size; the int8 export loads back with the same architecture."""
+    shipped = ROOT / "src" / "zero1to3" / "weights" / "tiny"
+    base = Zero123Pipeline.from_pretrained(shipped, dtype=torch.float32)
+    trainer = Trainer(_config(tmp_path, init_from=str(shipped), preset="small", unet_from_scratch=True,
+                              max_steps=1), arrays=_arrays(n=2, v=2))
+    pipe = trainer.pipeline(use_ema=False)
+    assert tuple(pipe.unet.config.block_out_channels) == tuple(preset("small").unet.block_out_channels)
+    assert tuple(base.unet.config.block_out_channels) != tuple(pipe.unet.config.block_out_channels)
+    for name in ("vae", "image_encoder", "camera_projection"):
+        mine, theirs = getattr(pipe, name).state_dict(), getattr(base, name).state_dict()
+        assert all(torch.equal(mine[k].float(), theirs[k].float()) for k in theirs), name
+    trainer.fit()
+    path = trainer.export(tmp_path / "export", unet_weight_bits=8)
+    assert (path / "unet" / "weights_int8.safetensors").is_file() or list((path / "unet").glob("weights_int8-*"))
+    loaded = Zero123Pipeline.from_pretrained(path)
+    assert tuple(loaded.unet.config.block_out_channels) == tuple(preset("small").unet.block_out_channels)
+    with pytest.raises(ValueError, match="unet_weight_bits"):
+        loaded.save_pretrained(tmp_path / "bad", unet_weight_bits=4)
 
 
 def test_no_half_checkpoint_after_interrupted_write(tmp_path):

@@ -24,6 +24,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     os.chmod(tmp, 0o644)  # mkstemp makes 0600; the files written here are ordinary outputs
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o644)  # again: a writer that replaced the file (e.g. safetensors) made it 0600
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)

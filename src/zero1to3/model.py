@@ -123,24 +123,34 @@ class ModelConfig:
         return self.image_size // self.vae_scale
 
 
+#: Model sizes by name (``--preset``).
+PRESETS = ("tiny", "small", "zero123")
+
+
 def preset(name: str) -> ModelConfig:
-    """``zero123``: official size (~860M UNet). ``tiny``: the embedded CPU-sized model (64 px)."""
+    """``zero123``: official size (~860M UNet). ``tiny``: the first embedded CPU-sized model (64 px, 7 M UNet).
+    ``small``: the same codecs with a 21 M UNet (cross-attention at every level, 224 channels at 4x4): ~1.5x
+    tiny's CPU time per step for 3x the parameters, shipped in 8-bit storage to fit the package budget."""
     if name == "zero123":
         return ModelConfig()
+    if name not in ("tiny", "small"):
+        raise ValueError(f"unknown model preset {name!r}; expected one of {', '.join(PRESETS)}")
     if name == "tiny":
-        return ModelConfig(
-            image_size=64,
-            context_dim=256,
-            unet=UNetSpec(block_out_channels=(64, 96, 128),
-                          down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-                          up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-                          layers_per_block=2, attention_head_dim=4),
-            vae=VAESpec(block_out_channels=(32, 64, 64), layers_per_block=1),
-            image_encoder=ImageEncoderSpec(hidden_size=192, intermediate_size=768, num_hidden_layers=4,
-                                           num_attention_heads=4, image_size=64, patch_size=8,
-                                           projection_dim=256),
-        )
-    raise ValueError(f"unknown model preset {name!r}; expected 'zero123' or 'tiny'")
+        unet = UNetSpec(block_out_channels=(64, 96, 128),
+                        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+                        layers_per_block=2, attention_head_dim=4)
+    else:
+        unet = UNetSpec(block_out_channels=(64, 128, 224), down_block_types=("CrossAttnDownBlock2D",) * 3,
+                        up_block_types=("CrossAttnUpBlock2D",) * 3, layers_per_block=2, attention_head_dim=4)
+    return ModelConfig(
+        image_size=64,
+        context_dim=256,
+        unet=unet,
+        vae=VAESpec(block_out_channels=(32, 64, 64), layers_per_block=1),
+        image_encoder=ImageEncoderSpec(hidden_size=192, intermediate_size=768, num_hidden_layers=4,
+                                       num_attention_heads=4, image_size=64, patch_size=8, projection_dim=256),
+    )
 
 
 def build_unet(config: ModelConfig) -> UNet2DConditionModel:

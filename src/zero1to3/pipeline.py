@@ -34,6 +34,7 @@ from zero1to3.model import (CLIP_MEAN, CLIP_STD, CameraProjection, PoseEncoding,
                             build_image_encoder, build_scheduler, build_unet, build_vae, clip_image_embedding,
                             latent_moments, pose_vector_tensor, preset, timestep_tensor)
 from zero1to3.preprocess import DEFAULT_FOREGROUND_RATIO, ImageInput, PreprocessConfig, preprocess_image, to_model_input
+from zero1to3.quantized import QuantizedFormatError, is_quantized, load_quantized, save_quantized
 from zero1to3.seeding import view_seed
 
 #: Sampler names every command and the demo accept.
@@ -44,6 +45,18 @@ DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, 
 #: Where the embedded default model lives inside the package.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "tiny"
 COMPONENT_FOLDERS = ("unet", "vae", "image_encoder", "scheduler", "cc_projection")
+
+
+#: No weight file over 16 MB (shipping budget); transformers and diffusers take this string.
+MAX_SHARD_SIZE = "15MB"
+
+
+def _load_component(cls, path: Path, subfolder: str):
+    """A diffusers component from ``path/subfolder``: int8 storage when the folder has it, else safetensors."""
+    folder = path / subfolder
+    if is_quantized(folder):
+        return load_quantized(cls, folder)
+    return cls.from_pretrained(path, subfolder=subfolder, local_files_only=True, use_safetensors=True)
 
 
 class ModelLoadError(FileNotFoundError):
@@ -282,11 +295,13 @@ class Zero123Pipeline:
         try:
             # safetensors only: a folder with pickled .bin weights is refused, never unpickled
             safe = dict(local_files_only=True, use_safetensors=True)
-            unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **safe)
-            vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **safe)
+            unet = _load_component(UNet2DConditionModel, path, "unet")
+            vae = _load_component(AutoencoderKL, path, "vae")
             encoder = CLIPVisionModelWithProjection.from_pretrained(image_encoder or path / "image_encoder", **safe)
-            projection = CameraProjection.from_pretrained(path, subfolder="cc_projection", **safe)
+            projection = _load_component(CameraProjection, path, "cc_projection")
             scheduler = DDIMScheduler.from_pretrained(path, subfolder="scheduler", local_files_only=True)
+        except QuantizedFormatError as exc:
+            raise ModelLoadError(f"cannot load model from {path}: {exc}") from None
         except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
             # RuntimeError/TypeError: weights of another architecture ("Cannot copy out of meta tensor" ...)
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
@@ -299,17 +314,29 @@ class Zero123Pipeline:
                    pose_encoding=meta.get("pose_encoding", "zero123"),
                    foreground_ratio=meta.get("foreground_ratio", DEFAULT_FOREGROUND_RATIO))
 
-    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
-        """Write the diffusers layout of the public conversions (safetensors), plus model_index.json."""
+    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None,
+                        unet_weight_bits: int | None = None) -> None:
+        """Write the diffusers layout of the public conversions (safetensors), plus model_index.json.
+
+        Weight files are sharded under 16 MB (the shipping budget's file limit). ``unet_weight_bits=8`` stores
+        the UNet as per-channel int8 (:mod:`zero1to3.quantized`; only this package's loader reads it).
+        """
+        if unet_weight_bits not in (None, 8):
+            raise ValueError(f"unet_weight_bits must be None or 8, got {unet_weight_bits!r}")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         for name in ("unet", "vae", "image_encoder", "camera_projection"):
             module = getattr(self, name)
-            folder = "cc_projection" if name == "camera_projection" else name
+            folder = path / ("cc_projection" if name == "camera_projection" else name)
+            for stale in [*folder.glob("*.safetensors"), *folder.glob("*.safetensors.index.json")]:
+                stale.unlink()  # a re-save in another format or shard count must not leave old weights beside
+            if name == "unet" and unet_weight_bits == 8:
+                save_quantized(module, folder)
+                continue
             if dtype is not None and any(p.dtype != dtype for p in module.parameters()):
                 # a cast copy, one module at a time: casting in place and back would round the live weights
                 module = copy.deepcopy(module).to(dtype)
-            module.save_pretrained(path / folder, safe_serialization=True)
+            module.save_pretrained(folder, safe_serialization=True, max_shard_size=MAX_SHARD_SIZE)
         self.scheduler.save_pretrained(path / "scheduler")
 
         size = self.image_encoder.config.image_size

@@ -40,8 +40,8 @@ from zero1to3.camera import conditioning_vector, spherical_of_camera
 from zero1to3.data.dataset import load_views_array
 from zero1to3.data.shards import is_shard_folder, read_shards
 from zero1to3.inputs import check_int, check_range
-from zero1to3.model import (CameraProjection, build_camera_projection, build_image_encoder, build_scheduler, build_unet,
-                            build_vae, clip_image_embedding, conv_in_surgery, latent_moments, preset)
+from zero1to3.model import (PRESETS, CameraProjection, build_camera_projection, build_image_encoder, build_scheduler,
+                            build_unet, build_vae, clip_image_embedding, conv_in_surgery, latent_moments, preset)
 from zero1to3.pipeline import Zero123Pipeline, to_uint8
 from zero1to3.seeding import mix_seed
 from zero1to3.settings import option
@@ -56,10 +56,15 @@ class TrainConfig:
     data: str = option("", "dataset folder in the render layout (one folder per object, NNN.png + NNN.npy) "
                            "or a shard folder (zero1to3 data pack)")
     output_dir: str = option("runs/train", "run folder: checkpoints/, samples/, metrics.jsonl, config.json")
-    preset: str = option("tiny", "model size when training from scratch", choices=("tiny", "zero123"))
+    preset: str = option("tiny", "model size when training from scratch (or of the new UNet with "
+                                 "--unet-from-scratch)", choices=PRESETS)
     init_from: str | None = option(None, "Zero-1-to-3 folder/.ckpt to fine-tune, or a 4-channel SD "
                                          "image-variations folder")
     vae_path: str | None = option(None, "trained VAE folder for the small preset (from --stage vae)")
+    #: A larger UNet for the same codecs: the VAE, image encoder and camera projection learned with the
+    #: smaller model are kept, the UNet starts over at --preset's size.
+    unet_from_scratch: bool = option(False, "with --init-from: keep its VAE, image encoder and camera "
+                                            "projection, start a new UNet of --preset's size")
     #: Written into the export so inference crops photos the way the training images are framed.
     foreground_ratio: float | None = option(None, "object size / image size in the training renders, stored in "
                                                   "the export (None: the --init-from model's, else 200/256); "
@@ -128,7 +133,7 @@ class TrainConfig:
         if self.foreground_ratio is not None:
             check_range("foreground_ratio", self.foreground_ratio, 0.05, 1.0)
         choices = {"lr_schedule": ("constant", "cosine"), "mixed_precision": ("no", "fp16", "bf16"),
-                   "on_nonfinite": ("stop", "skip"), "preset": ("tiny", "zero123")}
+                   "on_nonfinite": ("stop", "skip"), "preset": PRESETS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -158,7 +163,7 @@ class VAETrainConfig:
 
     data: str = option("", "dataset folder in the render layout or a shard folder")
     output_dir: str = option("runs/vae", "run folder of the VAE stage")
-    preset: str = option("tiny", "model size", choices=("tiny", "zero123"))
+    preset: str = option("tiny", "model size", choices=PRESETS)
     batch_size: int = option(64, "images per optimiser step")
     learning_rate: float = option(4e-4, "Adam learning rate")
     max_steps: int = option(2000, "optimiser steps")
@@ -282,7 +287,16 @@ def initial_components(config: TrainConfig):
     if path.is_dir() and unet_config.is_file() and json.loads(unet_config.read_text()).get("in_channels") == 4:
         return (*_from_image_variations(path), None)
     pipe = Zero123Pipeline.from_pretrained(path, dtype=torch.float32)  # shipped weights may be fp16
-    return pipe.unet, pipe.vae, pipe.image_encoder, pipe.camera_projection, pipe.foreground_ratio
+    unet = pipe.unet
+    if config.unet_from_scratch:
+        model_config = preset(config.preset)
+        if model_config.context_dim != pipe.camera_projection.config.out_channel:
+            raise ValueError(f"--unet-from-scratch: preset {config.preset!r} has context size "
+                             f"{model_config.context_dim}, the camera projection of {path} "
+                             f"{pipe.camera_projection.config.out_channel}")
+        torch.manual_seed(config.seed)
+        unet = build_unet(model_config)
+    return unet, pipe.vae, pipe.image_encoder, pipe.camera_projection, pipe.foreground_ratio
 
 
 def _from_image_variations(path: Path):
@@ -787,10 +801,10 @@ class Trainer:
         Image.fromarray(grid).save(path)
         return path
 
-    def export(self, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-        """Save the EMA pipeline in the diffusers layout (what gets shipped)."""
+    def export(self, path: str | Path, dtype: torch.dtype = torch.float16, unet_weight_bits: int | None = None) -> Path:
+        """Save the EMA pipeline in the diffusers layout (what gets shipped; ``unet_weight_bits=8``: int8 UNet)."""
         if self.accelerator.is_main_process:
-            self.pipeline().save_pretrained(path, dtype=dtype)
+            self.pipeline().save_pretrained(path, dtype=dtype, unet_weight_bits=unet_weight_bits)
         self.accelerator.wait_for_everyone()
         return Path(path)
 
