@@ -15,7 +15,8 @@ from PIL import Image
 from zero1to3.camera import focal_length_pixels, look_at, project_points, relative_pose, \
     sample_reference_cameras, spherical_to_cartesian
 from zero1to3.evaluation.metrics import ImageMetrics, psnr, ssim, to_tensor
-from zero1to3.evaluation.nvs import BLANK_WHITE, INPUT_COPY, ORBIT_SIDES, evaluate_nvs
+from zero1to3.evaluation.nvs import (BLANK_WHITE, INPUT_COPY, ORBIT_SIDES, SIDES_ALIKE_PSNR_DB, evaluate_nvs,
+                                     side_check_lines)
 from zero1to3.evaluation.results import ResumeMismatch
 from zero1to3.evaluation.views import ProtocolError, find_side_views, list_objects, load_rgb, select_views
 
@@ -265,6 +266,8 @@ def test_mask_metrics_blank_white_and_side_check_end_to_end(dataset: Path, tmp_p
         assert rec["sides"]["input_view"] == "004" and (rec["sides"]["plus_view"], rec["sides"]["minus_view"]) == \
             ("008", "016")
         assert (sc["model"][ORBIT_SIDES], sc[INPUT_COPY][ORBIT_SIDES], sc[BLANK_WHITE][ORBIT_SIDES]) == (1.0, 0.0, 0.0)
+        sides_by_hand = psnr(to_tensor(load_rgb(obj / "008.png", SIZE)), to_tensor(load_rgb(obj / "016.png", SIZE)))
+        assert rec["sides"]["gt_sides_psnr"] == pytest.approx(float(sides_by_hand.reshape(-1)[0]), rel=1e-5)
         assert len(list((out / "images" / rec["object"] / "model" / "sides").glob("*.png"))) == 2
     blank = result.summary[BLANK_WHITE]
     assert blank["mask_iou"].mean == 0.0 and blank["psnr"].mean > result.summary["model"]["masked_psnr"].mean - 100
@@ -353,3 +356,18 @@ def test_cli_eval_nvs(dataset: Path, tmp_path: Path, capsys, monkeypatch) -> Non
     assert main(["eval", "nvs", "--model", "preset:tiny", "--data", str(dataset), "--limit", "1", "--seed", "4",
                  "-o", str(out), "--targets", "1", "--steps", "2", "--no-progress"]) == 2
     assert "another configuration" in capsys.readouterr().err
+
+
+def test_side_check_line_separates_objects_whose_sides_look_alike() -> None:
+    """Objects whose +-90 ground truths are near-identical (round, mirror-symmetric) are counted apart."""
+    def rec(gt_db: float, model_pass: bool) -> dict:
+        return {"sides": {"gt_sides_psnr": gt_db, "methods": {"model": {"pass": model_pass},
+                                                               INPUT_COPY: {"pass": False}}}}
+    records = [rec(100.0, False), rec(31.0, True), rec(14.0, True), rec(22.0, False), {"object": "no orbit"}]
+    (line,) = side_check_lines(records, ["model", INPUT_COPY])
+    assert "objects passing: model 2/4 (50.0%), input-copy 0/4 (0.0%)." in line
+    assert "1 object(s) without the orbit views were not checked." in line
+    assert f"2 of the 4 objects have +-90 deg ground truths within {SIDES_ALIKE_PSNR_DB:g} dB" in line
+    assert line.endswith("on the others: model 1/2 (50.0%), input-copy 0/2 (0.0%).")
+    (plain,) = side_check_lines([rec(14.0, True)], ["model"])
+    assert "look alike" not in plain
