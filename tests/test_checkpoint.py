@@ -13,6 +13,7 @@ from conftest import PEER_KIT as KIT
 from zero1to3.camera import RelativePose
 from zero1to3.checkpoint import CheckpointError, read_state_dict
 from zero1to3.pipeline import Zero123Pipeline
+from zero1to3.quantized import dequantize_state_dict, quantize_state_dict
 
 needs_kit = pytest.mark.usefixtures("peer_kit")  # fails under CI, skips elsewhere, when the kit is missing
 
@@ -55,6 +56,12 @@ def test_ckpt_and_converted_folder_give_identical_outputs(random_ldm_ckpt, tmp_p
     b = converted(image, RelativePose.from_degrees(10, 40), **kwargs).array
     np.testing.assert_array_equal(a, b)
     assert converted.image_size == 128
+    # --unet-int8: the UNet as stored int8 is exactly the dequantised weights of the direct load
+    assert main(["convert", str(random_ldm_ckpt), str(tmp_path / "int8"), "--original-config",
+                 str(KIT / "tiny.yaml"), "--unet-int8"]) == 0
+    small = Zero123Pipeline.from_pretrained(tmp_path / "int8")
+    expected = dequantize_state_dict(quantize_state_dict(direct.unet.state_dict()))
+    assert all(torch.equal(small.unet.state_dict()[k], v) for k, v in expected.items())
 
 
 @needs_kit

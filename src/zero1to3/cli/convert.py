@@ -15,6 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--original-config", default=None, help="the authors' .yaml (default: the official config)")
     p.add_argument("--no-ema", action="store_true", help="take the main UNet weights instead of the EMA copy")
     p.add_argument("--half", action="store_true", help="store fp16 weights")
+    p.add_argument("--unet-int8", action="store_true",
+                   help="store the UNet as per-channel int8 (half of fp16's bytes; read by this package only)")
     p.add_argument("--pose-encoding", choices=("zero123", "stable-zero123"), default="zero123",
                    help="4th pose entry: radius change (Zero-1-to-3) or the input's absolute polar (Stable Zero123)")
     p.set_defaults(func=run)
@@ -34,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
                                                pose_encoding=args.pose_encoding)
     except (CheckpointError, ModelLoadError) as exc:
         raise CLIError(str(exc)) from None
-    pipe.save_pretrained(args.output, dtype=torch.float16 if args.half else None)
+    pipe.save_pretrained(args.output, dtype=torch.float16 if args.half else None,
+                         unet_weight_bits=8 if args.unet_int8 else None)
     copy = "main" if args.no_ema else "EMA"
     print(f"wrote {args.output} (UNet: {copy} weights; image size {pipe.image_size})")
     return 0

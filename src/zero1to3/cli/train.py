@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="what to train (default: diffusion)")
     p.add_argument("--export", default=None,
                    help="after training, save the EMA pipeline here (fp16; default: no export)")
+    p.add_argument("--export-unet-int8", action="store_true",
+                   help="store the exported UNet as per-channel int8 (half the bytes; read by this package only)")
     add_config_file_option(p)
     add_options(p, TrainConfig)
     shared = {f.name for f in cli_fields(TrainConfig)}
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
               f"again; run folder {config.output_dir}")
         return SIGNAL_EXIT_BASE + int(result["signal"])
     if args.export:
-        trainer.export(args.export)
+        trainer.export(args.export, unet_weight_bits=8 if args.export_unet_int8 else None)
         print(f"exported the EMA model to {args.export}")
     state = "stopped early (resume by running again)" if result["stopped"] else "done"
     skipped = f", {result['skipped_steps']} non-finite update(s) skipped" if result["skipped_steps"] else ""
