@@ -222,6 +222,9 @@ def main() -> int:
     result = trainer.fit()
     losses.update(train_after=trainer.evaluation_loss(), heldout_after=trainer.evaluation_loss(heldout))
     log(out, f"trained to step {result['step']} in {result['seconds']:.1f} s; fixed-pair EMA losses {losses}")
+    # does it use the camera? (a model that ignores the azimuth's sign fails the orbit side check)
+    pose_use = trainer.pose_use(heldout)
+    log(out, f"held-out pose use (loss increase when the poses are altered): {pose_use}")
     if not MAIN:
         trainer.accelerator.wait_for_everyone()  # the export barrier; evaluation is the main process's
         return 0
@@ -251,7 +254,7 @@ def main() -> int:
                                                     guidance_scale=scale)
         table["_meta"] = {"guidance": args.eval_guidance[0], "step": result["step"],
                           "eval_seconds": time.perf_counter() - t, "heldout_objects": int(h_images.shape[0]),
-                          "eval_steps": args.eval_steps, "fixed_pair_losses": losses,
+                          "eval_steps": args.eval_steps, "fixed_pair_losses": losses, "pose_use": pose_use,
                           "processes": state.num_processes, "global_batch": args.batch}
         (out / "heldout_eval.json").write_text(json.dumps(table, indent=1))
         log(out, f"held-out eval: {json.dumps(table)}")

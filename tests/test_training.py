@@ -20,7 +20,8 @@ from zero1to3.camera import relative_pose, sample_reference_cameras
 from zero1to3.model import preset
 from zero1to3.pipeline import Zero123Pipeline
 from zero1to3.seeding import mix_seed
-from zero1to3.training import PairBatcher, TrainConfig, Trainer, cfg_dropout_masks, latest_checkpoint
+from zero1to3.training import (PairBatcher, PoseAlteredBatcher, TrainConfig, Trainer, cfg_dropout_masks,
+                                latest_checkpoint)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,6 +179,31 @@ def test_unet_from_scratch_keeps_the_codecs_and_exports_int8(tmp_path):
     assert tuple(loaded.unet.config.block_out_channels) == tuple(preset("small").unet.block_out_channels)
     with pytest.raises(ValueError, match="unet_weight_bits"):
         loaded.save_pretrained(tmp_path / "bad", unet_weight_bits=4)
+
+
+def test_pose_use_sees_what_the_projection_reads(tmp_path):
+    """Pose columns of the camera projection zeroed: no alteration moves the loss; the sin(d_azimuth) column
+    alone set: mirroring moves it, zeroing moves it, and the pose batch itself is altered as documented."""
+    trainer = Trainer(_config(tmp_path, max_steps=0), arrays=_arrays(n=4, v=4))
+    weight = trainer.accelerator.unwrap_model(trainer.module).camera_projection.projection.weight
+    embed = weight.shape[1] - 4
+    kw = dict(use_ema=False, batches=2, batch_size=16)
+    with torch.no_grad():
+        weight[:, embed:] = 0.0
+    blind = trainer.pose_use(**kw)
+    assert blind["mirror_increase"] == 0.0 and blind["shuffle_increase"] == 0.0 and blind["zero_increase"] == 0.0
+    with torch.no_grad():
+        weight[:, embed + 1] = 3.0  # the model now reads sin(d_azimuth) only
+    seeing = trainer.pose_use(**kw)
+    assert seeing["mirror_increase"] != 0.0 and seeing["zero_increase"] != 0.0
+    true = trainer.batcher.batch(5, 8, seed=1)["pose"]
+    mirrored = PoseAlteredBatcher(trainer.batcher, "mirror").batch(5, 8, seed=1)["pose"]
+    assert torch.equal(mirrored[:, 1], -true[:, 1]) and torch.equal(mirrored[:, [0, 2, 3]], true[:, [0, 2, 3]])
+    shuffled = PoseAlteredBatcher(trainer.batcher, "shuffle").batch(5, 8, seed=1)["pose"]
+    assert sorted(shuffled[:, 0].tolist()) == sorted(true[:, 0].tolist())
+    assert not PoseAlteredBatcher(trainer.batcher, "zero").batch(5, 8, seed=1)["pose"].any()
+    with pytest.raises(ValueError, match="mirror"):
+        PoseAlteredBatcher(trainer.batcher, "flip")
 
 
 def test_no_half_checkpoint_after_interrupted_write(tmp_path):

@@ -222,6 +222,36 @@ class PairBatcher:
         return self.images.reshape(-1, *self.images.shape[2:])
 
 
+class PoseAlteredBatcher:
+    """A batcher whose pose vectors are altered, to measure how much a model uses them (``Trainer.pose_use``).
+
+    ``mirror`` turns the azimuth change the other way (sin -> -sin: the object's other side), ``shuffle``
+    gives each pair another pair's pose, ``zero`` removes it. A model whose loss does not move under
+    ``mirror`` cannot tell left from right, whatever its image quality.
+    """
+
+    ALTERATIONS = ("mirror", "shuffle", "zero")
+
+    def __init__(self, inner: PairBatcher, alteration: str) -> None:
+        if alteration not in self.ALTERATIONS:
+            raise ValueError(f"alteration must be one of {', '.join(self.ALTERATIONS)}, got {alteration!r}")
+        self.inner, self.alteration = inner, alteration
+
+    def batch(self, step: int, batch_size: int, seed: int = 0, rank: int = 0,
+              with_target_pixels: bool = True) -> dict[str, torch.Tensor]:
+        batch = self.inner.batch(step, batch_size, seed, rank, with_target_pixels)
+        pose = batch["pose"].clone()
+        if self.alteration == "mirror":
+            pose[:, 1] = -pose[:, 1]
+        elif self.alteration == "zero":
+            pose.zero_()
+        else:  # a fixed derangement-like permutation, the same every call
+            g = torch.Generator().manual_seed(mix_seed(seed, step, 99))
+            pose = pose[torch.randperm(len(pose), generator=g).to(pose.device)]
+        batch["pose"] = pose
+        return batch
+
+
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 [..., H, W, 3] -> float [..., 3, H, W] in [-1, 1]."""
     return images.movedim(-1, -3).float() / 127.5 - 1.0
@@ -639,6 +669,17 @@ class Trainer:
                 self.ema.restore(params)
             self.module.train()
         return total / batches
+
+    def pose_use(self, batcher: PairBatcher | None = None, use_ema: bool = True, **kwargs: Any) -> dict[str, float]:
+        """Fixed-pair loss with the true poses, and its increase when they are mirrored, shuffled or zeroed
+        (:class:`PoseAlteredBatcher`): how much of the loss the camera conditioning explains."""
+        batcher = batcher or self.batcher
+        true = self.evaluation_loss(batcher, use_ema=use_ema, **kwargs)
+        out = {"loss": true}
+        for how in PoseAlteredBatcher.ALTERATIONS:
+            out[f"{how}_increase"] = self.evaluation_loss(PoseAlteredBatcher(batcher, how), use_ema=use_ema,
+                                                          **kwargs) - true
+        return out
 
     def fit(self) -> dict[str, Any]:
         """Train to ``max_steps`` (or the time budget, or a signal). Raises :class:`NonFiniteError` when the
