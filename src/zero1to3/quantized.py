@@ -62,7 +62,7 @@ def dequantize_tensor(values: torch.Tensor, scale: torch.Tensor) -> torch.Tensor
     return values.float() * scale.float().reshape(shape)
 
 
-def _quantizable(name: str, tensor: torch.Tensor) -> bool:
+def _quantizable(tensor: torch.Tensor) -> bool:
     return tensor.is_floating_point() and tensor.dim() >= 2 and tensor.numel() >= MIN_QUANTIZED_NUMEL
 
 
@@ -72,7 +72,7 @@ def quantize_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     for name, tensor in state.items():
         if SCALE_SUFFIX in name:
             raise QuantizedFormatError(f"parameter name {name!r} contains the reserved {SCALE_SUFFIX!r}")
-        if _quantizable(name, tensor):
+        if _quantizable(tensor):
             out[name], out[name + SCALE_SUFFIX] = quantize_tensor(tensor)
         elif tensor.is_floating_point():
             out[name] = tensor.detach().to(torch.float16).contiguous()
