@@ -13,7 +13,8 @@ from scipy import ndimage
 
 from zero1to3.preprocess import PreprocessConfig, SegmentationWarning, is_plain_background, preprocess_image
 from zero1to3.segmentation import (DEFAULT_SEGMENTER_DIR, ForegroundSegmenter, SegmenterConfig, guided_filter,
-                                   load_segmenter, mask_confidence, network_size, segment)
+                                   load_segmenter, mask_confidence, most_confident_probability, network_size,
+                                   predict_probability, segment)
 from zero1to3.segmentation_train import (ExampleMaker, ObjectBank, SegmenterTrainConfig, composite_eval_set,
                                          load_object_bank, mask_iou, train_segmenter)
 
@@ -108,6 +109,103 @@ def test_mask_confidence_hand_cases():
     assert mask_confidence(prob) == pytest.approx(1600 / 1640)
     prob[:, :] = 0.55  # everything maybe-object, nothing sure
     assert mask_confidence(prob) == 0.0
+
+
+class _ScaleProbe(ForegroundSegmenter):
+    """A stand-in net (stride 4, input_size 32) whose answer depends only on its input's width:
+    48 px: a sure 8 x 8 object (logit +8 in, -8 out); 32 px: a 16 x 16 object, sure only in its middle;
+    16 px: nothing. It records the input sizes it was run at."""
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tuple(rgb.shape[-2:]))
+        n, _, h, w = rgb.shape
+        logits = torch.full((n, 1, h, w), -8.0)
+        if w == 48:
+            logits[..., h // 2 - 4:h // 2 + 4, w // 2 - 4:w // 2 + 4] = 8.0
+        elif w == 32:
+            logits[..., 8:24, 8:24] = 0.5  # p = 0.62: object, but unsure
+            logits[..., 14:18, 14:18] = 8.0
+        return logits
+
+
+def _scale_probe() -> _ScaleProbe:
+    probe = _ScaleProbe(channels=(4, 4, 4), input_size=32).eval()
+    probe.calls = []
+    return probe
+
+
+def test_scale_search_keeps_the_prediction_the_net_is_surest_of():
+    probe = _scale_probe()
+    image = np.zeros((64, 64, 3), np.uint8)
+    prob, confidence = most_confident_probability(probe, image, scales=(1.0, 0.5, 1.5))
+    assert probe.calls == [(32, 32), (16, 16), (48, 48)]  # input_size x scale, each once
+    assert confidence == pytest.approx(1.0, abs=0.1)  # the 48 px answer: sure object, thin rim
+    assert np.array_equal(prob, predict_probability(probe, image, input_size=48))
+    assert 0.015 < (prob > 0.5).mean() < 0.04  # its 8 x 8 of 48 px object (2.8%), not 32 px's 16 x 16 (25%)
+    # the one-scale path is the plain prediction (the behaviour before the search)
+    single, single_confidence = most_confident_probability(probe, image, scales=(1.0,))
+    assert np.array_equal(single, predict_probability(probe, image))
+    assert single_confidence == pytest.approx(mask_confidence(single)) and single_confidence < 0.3
+    # scales that round to the same net size run once, and a tie keeps the earlier scale
+    probe.calls = []
+    most_confident_probability(probe, image, scales=(1.0, 1.05, 0.5))
+    assert probe.calls == [(32, 32), (16, 16)]
+
+
+class _FooledProbe(_ScaleProbe):
+    """As :class:`_ScaleProbe`, but at 48 px the net is sure of a wrong corner blob (grain taken for an
+    object), and at 24 px sure of the same 16 x 16 object that 32 px sees unsurely."""
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = rgb.shape
+        if w not in (24, 48):
+            return super().forward(rgb)
+        self.calls.append((h, w))
+        logits = torch.full((n, 1, h, w), -8.0)
+        if w == 48:
+            logits[..., 2:10, 2:10] = 8.0
+        else:
+            logits[..., 6:18, 6:18] = 8.0
+        return logits
+
+
+def test_scale_search_rejects_a_confidently_wrong_scale():
+    probe = _FooledProbe(channels=(4, 4, 4), input_size=32).eval()
+    probe.calls = []
+    image = np.zeros((64, 64, 3), np.uint8)
+    # confidence alone would keep 48 px's wrong blob (1.0, its rim is thinner) over 24 px's object (0.996)
+    assert mask_confidence(predict_probability(probe, image, input_size=48)) > mask_confidence(
+        predict_probability(probe, image, input_size=24)) > 0.9
+    prob, confidence = most_confident_probability(probe, image, scales=(1.5, 1.0, 0.75))
+    assert np.array_equal(prob, predict_probability(probe, image, input_size=24))  # agrees with the others
+    assert confidence > 0.9 and (prob[:16, :16] < 0.5).all()
+
+
+def test_flip_averaging_is_mirror_exact():
+    model = load_segmenter()  # a real net: its kernels are not mirror-symmetric
+    rng = np.random.default_rng(0)
+    half = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    symmetric = np.concatenate([half, half[:, ::-1]], axis=1)  # 64 x 96, its own mirror image
+    plain = predict_probability(model, symmetric)
+    assert np.abs(plain - plain[:, ::-1]).max() > 1e-3  # the net alone is not symmetric ...
+    averaged = predict_probability(model, symmetric, flip=True)
+    assert np.array_equal(averaged, averaged[:, ::-1])  # ... its flip average is, exactly
+    prob, _ = most_confident_probability(model, symmetric, scales=(1.0, 0.75), flip=True)
+    assert np.array_equal(prob, prob[:, ::-1])
+    # and for any image: mirroring the input mirrors the flip-averaged output
+    image = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    a = predict_probability(model, image, flip=True)
+    b = predict_probability(model, np.ascontiguousarray(image[:, ::-1]), flip=True)
+    np.testing.assert_allclose(a, b[:, ::-1], atol=1e-6)
+
+
+def test_segment_one_pass_config_is_the_old_path(rendered_object):
+    photo = _on_background(rendered_object, _noise_background(200, 200, seed=4), (20, 20))
+    model = load_segmenter()
+    one_pass = segment(photo, SegmenterConfig(scales=(1.0,), flip=False), model=model)
+    assert one_pass.confidence == pytest.approx(mask_confidence(predict_probability(model, photo)))
+    searched = segment(photo, SegmenterConfig(), model=model)
+    assert searched.confidence >= 0.0 and searched.alpha.shape == one_pass.alpha.shape
 
 
 def test_guided_filter_snaps_a_coarse_mask_to_the_image_edge():

@@ -144,6 +144,11 @@ class SegmenterConfig:
     weights: str | None = None
     #: Probability above which a pixel is object.
     threshold: float = 0.5
+    #: Net input sizes tried, as multiples of the weights' ``input_size``; the prediction the net is surest of
+    #: and that agrees with the others (:func:`most_confident_probability`) is kept. ``(1.0,)``: one pass.
+    scales: tuple[float, ...] = (1.0, 0.8, 1.2, 1.4)
+    #: Average the kept prediction with that of the mirrored image (one more pass at the kept scale).
+    flip: bool = True
     #: Guided-filter radius in net-input pixels (scaled up with the image) and regulariser; radius 0 = off.
     refine_radius: int = 2
     #: Longest side at which the guided filter's coefficients are found (then upsampled to the photo).
@@ -198,15 +203,60 @@ def _resize(array: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_probability(model: ForegroundSegmenter, rgb: np.ndarray,
-                        size: tuple[int, int] | None = None) -> np.ndarray:
-    """Object probability float32 at ``size`` (default: the image's), upsampling the net's logits."""
+def predict_probability(model: ForegroundSegmenter, rgb: np.ndarray, size: tuple[int, int] | None = None,
+                        input_size: int | None = None, flip: bool = False) -> np.ndarray:
+    """Object probability float32 at ``size`` (default: the image's), upsampling the net's logits.
+
+    ``input_size``: the net's input's longest side (default: the weights' own). ``flip``: the mean of the
+    probabilities of the image and of its mirror image (mirrored back), one batch of two.
+    """
     height, width = rgb.shape[:2]
     device = next(model.parameters()).device
     x = torch.from_numpy(np.array(rgb[..., :3], dtype=np.uint8, copy=True)).to(device).permute(2, 0, 1)[None]
-    h, w = network_size(height, width, int(model.config.input_size), model.stride)
-    logits = model(_resize(x.float() / 255.0, (h, w)))
-    return torch.sigmoid(_resize(logits, size or (height, width)))[0, 0].float().cpu().numpy()
+    h, w = network_size(height, width, int(input_size or model.config.input_size), model.stride)
+    x = x.float() / 255.0
+    if flip:  # mirrored at the image's own size, so a mirror-symmetric image gives an exactly symmetric result
+        x = torch.cat([x, x.flip(-1)])
+    prob = torch.sigmoid(_resize(model(_resize(x, (h, w))), size or (height, width)))
+    if flip:
+        prob = 0.5 * (prob[:1] + prob[1:].flip(-1))
+    return prob[0, 0].float().cpu().numpy()
+
+
+def most_confident_probability(model: ForegroundSegmenter, rgb: np.ndarray, scales: tuple[float, ...] = (1.0,),
+                               flip: bool = False, threshold: float = 0.5) -> tuple[np.ndarray, float]:
+    """(probability at the image's size, its :func:`mask_confidence`) at the scale the net is surest of.
+
+    The net sees the image at each ``input_size * scale`` (rounded to its stride; repeated sizes run once);
+    an object it cannot parse at one scale (a salient background patch mistaken for it, a thin or dull
+    object missed) is often clear at another, and the unsure attempts have the lower confidence. Confidence
+    alone is fooled by a *confidently wrong* attempt (on fine-grained backgrounds an enlarged input turns
+    grain into sure object blobs), so each scale is scored by its confidence times its mask's IoU with the
+    consensus mask (the mean probability of all scales, at ``threshold``); ties keep the earlier scale. With
+    ``flip``, the kept scale's probability is averaged with its mirror image's (reported confidence: of that).
+    """
+    from zero1to3.segmentation_train import mask_iou  # the training module imports this one
+
+    height, width = rgb.shape[:2]
+    tried: dict[tuple[int, int], tuple[np.ndarray, float, int]] = {}
+    for scale in scales or (1.0,):
+        input_size = max(model.stride, int(round(float(model.config.input_size) * scale)))
+        key = network_size(height, width, input_size, model.stride)
+        if key not in tried:
+            prob = predict_probability(model, rgb, input_size=input_size)
+            tried[key] = (prob, mask_confidence(prob), input_size)
+    attempts = list(tried.values())
+    best = attempts[0]
+    if len(attempts) > 1:
+        consensus = np.mean([prob for prob, _, _ in attempts], axis=0) > threshold
+        scores = [confidence * mask_iou(prob > threshold, consensus) for prob, confidence, _ in attempts]
+        best = attempts[int(np.argmax(scores))]
+    prob, confidence, input_size = best
+    if flip:
+        mirrored = predict_probability(model, np.ascontiguousarray(rgb[:, ::-1]), input_size=input_size)[:, ::-1]
+        prob = 0.5 * (prob + mirrored)
+        confidence = mask_confidence(prob)
+    return np.ascontiguousarray(prob, dtype=np.float32), confidence
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
@@ -255,10 +305,10 @@ def segment(image: np.ndarray, config: SegmenterConfig = SegmenterConfig(),
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        prob = predict_probability(model, small)
+        prob, confidence = most_confident_probability(model, small, tuple(config.scales), config.flip,
+                                                         config.threshold)
     finally:
         torch.set_num_threads(threads)
-    confidence = mask_confidence(prob)
     grey = np.asarray(photo.convert("L"), dtype=np.float32) / 255.0
     if config.refine_radius > 0:
         radius = max(1, int(round(config.refine_radius * max(work) / float(model.config.input_size))))
