@@ -7,8 +7,17 @@
     # CPU (the interim shipped weights): fewer, smaller steps
     nice -n 10 python scripts/train_segmenter.py ... --device cpu --steps 900 --batch-size 16 --image-size 128
 
+    # score weights (several at once) and inference variants on one fixed composite set, on the CPU
+    python scripts/train_segmenter.py eval --weights src/zero1to3/weights/segmenter OTHER/segmenter \
+        --eval-data /work/corpus/renders/test256 --heldout-backgrounds .data/bg/heldout --eval-views 4 \
+        --eval-count 600 --inference single flip scales scales+flip --threads 1 --summary OUT/eval.json
+
     # CPU time per photo of the shipped segmenter (and of the whole preprocessing on that path)
     python scripts/train_segmenter.py bench --images PHOTOS... --threads 2
+
+    # the README's photo orbit: the photo as the segmenter cuts it out (left) and the default model's orbit
+    python scripts/train_segmenter.py photo-orbit /usr/share/backgrounds/free_by_Peter_Nerlich.jpg \
+        -o docs/images/orbit_photo_bird.gif --views 16 --threads 1
 
     # a compact copy of background images (JPEG crops; carry it to a machine without the packages)
     python scripts/train_segmenter.py pack --roots /usr/share/backgrounds/mate ... --out BG_PACK/train
@@ -37,7 +46,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from zero1to3.segmentation import SegmenterConfig, load_segmenter  # noqa: E402
+from zero1to3.atomic import write_json_atomic  # noqa: E402
+from zero1to3.segmentation import DEFAULT_SEGMENTER_DIR, SegmenterConfig, load_segmenter  # noqa: E402
 from zero1to3.segmentation_train import (SegmenterTrainConfig, composite_eval_set, evaluate_segmenter,  # noqa: E402
                                          list_images, load_background_bank, load_object_bank, train_segmenter)
 
@@ -146,6 +156,73 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Inference variants of ``eval``: the one-pass path of the first GPU-trained weights, and its additions.
+INFERENCE_VARIANTS = {
+    "single": {"scales": (1.0,), "flip": False},
+    "flip": {"scales": (1.0,), "flip": True},
+    "scales": {"flip": False},
+    "scales+flip": {},  # the shipped default (SegmenterConfig())
+}
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Mask IoU of weights x inference variants on fixed composites (the training run's protocol)."""
+    for path in [args.eval_data, *args.heldout_backgrounds, *args.weights]:
+        if not Path(path).exists():
+            print(f"train_segmenter eval: error: not found: {path}", file=sys.stderr)
+            return 2
+    torch.set_num_threads(args.threads)
+    size = args.eval_size
+    objects = load_object_bank(args.eval_data, size, views_per_object=args.eval_views, max_objects=args.eval_objects)
+    sets = {}
+    if "heldout" in args.sets:
+        bank = load_background_bank(args.heldout_backgrounds, size, crops_per_image=4, seed=args.background_seed)
+        sets["heldout_backgrounds"] = composite_eval_set(objects, bank, args.eval_count, seed=args.seed)
+    if "procedural" in args.sets:
+        empty = torch.zeros((0, 3, size, size), dtype=torch.uint8)
+        sets["procedural_fresh_seed"] = composite_eval_set(objects, empty, args.eval_count, seed=args.seed)
+    result = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+              "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+              "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+              "threads": args.threads, "data": str(args.eval_data), "objects_views": len(objects), "size": size,
+              "seed": args.seed, "background_seed": args.background_seed, "results": []}
+    for weights in args.weights:
+        model = load_segmenter(weights)
+        for variant in args.inference:
+            config = SegmenterConfig(**INFERENCE_VARIANTS[variant])
+            for name, (images, masks) in sets.items():
+                scores = evaluate_segmenter(model, images, masks, config)
+                result["results"].append({"weights": str(weights), "inference": variant, "set": name, **scores})
+                print(f"{weights} | {variant} | {name} | mean {scores['mean_iou']:.3f} | median "
+                      f"{scores['median_iou']:.3f} | >=0.85 {scores['share_iou_at_least_0.85']:.0%} | low-confidence "
+                      f"{scores['share_low_confidence']:.0%} | {scores['seconds_per_image']:.3f} s", flush=True)
+                if args.summary:  # after every result: a run cut short keeps what it measured
+                    write_json_atomic(args.summary, result)
+    return 0
+
+
+def photo_orbit(args: argparse.Namespace) -> int:
+    """GIF: the preprocessed photo (the shipped segmenter's cut-out) beside the default model's orbit views."""
+    from zero1to3.camera import orbit
+    from zero1to3.media import save_animation
+    from zero1to3.pipeline import Zero123Pipeline
+    from zero1to3.preprocess import PreprocessConfig, preprocess_image
+
+    torch.set_num_threads(args.threads)
+    with Image.open(args.photo) as image:
+        photo = image.convert("RGB")
+    left = np.asarray(preprocess_image(photo, PreprocessConfig(size=args.size)))  # what the model is given
+    pipe = Zero123Pipeline.from_pretrained()
+    out = pipe(photo, orbit(args.views), num_samples=1, num_inference_steps=args.steps,
+               seed=args.seed)
+    gap = np.full((args.size, args.gap, 3), 255, np.uint8)
+    frames = [np.concatenate([left, gap, np.asarray(Image.fromarray(np.asarray(view)).resize(
+        (args.size, args.size), Image.Resampling.BICUBIC))], axis=1) for view in out.array[:, 0]]
+    save_animation(args.output, frames, args.fps)
+    print(f"wrote {len(frames)} frames to {args.output}")
+    return 0
+
+
 def bench(args: argparse.Namespace) -> int:
     """Median seconds of ``segment`` and of the whole ``preprocess_image`` on busy-background photos."""
     from zero1to3.preprocess import PreprocessConfig, preprocess_image
@@ -188,6 +265,34 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--repeats", type=int, default=10)
         p.add_argument("--threads", type=int, default=2)
         return bench(p.parse_args(argv[1:]))
+    if argv and argv[0] == "eval":
+        p = argparse.ArgumentParser(prog="train_segmenter.py eval")
+        p.add_argument("--weights", nargs="+", default=[str(DEFAULT_SEGMENTER_DIR)], help="segmenter folders")
+        p.add_argument("--eval-data", required=True, help="renders folder or shards of objects to composite")
+        p.add_argument("--heldout-backgrounds", nargs="*", default=[], help="background folders (unseen in training)")
+        p.add_argument("--sets", nargs="+", choices=["heldout", "procedural"], default=["heldout", "procedural"])
+        p.add_argument("--inference", nargs="+", choices=list(INFERENCE_VARIANTS), default=["scales+flip"])
+        p.add_argument("--eval-size", type=int, default=256)
+        p.add_argument("--eval-views", type=int, default=4)
+        p.add_argument("--eval-objects", type=int, default=None)
+        p.add_argument("--eval-count", type=int, default=600)
+        p.add_argument("--seed", type=int, default=1234, help="composites' seed (objects, placement, backgrounds)")
+        p.add_argument("--background-seed", type=int, default=99, help="seed of the background crops")
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--summary", help="JSON summary path")
+        return evaluate(p.parse_args(argv[1:]))
+    if argv and argv[0] == "photo-orbit":
+        p = argparse.ArgumentParser(prog="train_segmenter.py photo-orbit")
+        p.add_argument("photo")
+        p.add_argument("-o", "--output", required=True, help=".gif path")
+        p.add_argument("--views", type=int, default=16)
+        p.add_argument("--steps", type=int, default=50)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--size", type=int, default=128, help="panel side in px")
+        p.add_argument("--gap", type=int, default=8)
+        p.add_argument("--fps", type=float, default=6.67)
+        p.add_argument("--threads", type=int, default=1)
+        return photo_orbit(p.parse_args(argv[1:]))
     if argv and argv[0] == "pack":
         p = argparse.ArgumentParser(prog="train_segmenter.py pack")
         p.add_argument("--roots", nargs="+", required=True)
