@@ -143,6 +143,35 @@ def write_orbit(pipe, images: np.ndarray, poses: np.ndarray, out: Path, steps: i
     save_animation(out / "orbit_heldout.gif", [np.concatenate([inp, f], 1) for f in big], fps=8)
 
 
+def guidance_tables(pipe, images: np.ndarray, poses: np.ndarray, args) -> dict:
+    """The held-out table at the first --eval-guidance, plus one ``guidance_G`` table per further scale."""
+    table = evaluate(pipe, images, poses, args.eval_steps, args.eval_limit, guidance_scale=args.eval_guidance[0])
+    for scale in args.eval_guidance[1:]:
+        table[f"guidance_{scale:g}"] = evaluate(pipe, images, poses, args.eval_steps, args.eval_limit,
+                                                guidance_scale=scale)
+    return table
+
+
+def evaluate_only(args) -> int:
+    """Score an existing model (--init-from) on the held-out data: e.g. to choose the shipped guidance on val."""
+    from zero1to3.pipeline import Zero123Pipeline
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.init_from:
+        raise SystemExit("--eval-only needs --init-from MODEL")
+    pipe = Zero123Pipeline.from_pretrained(args.init_from, device="cuda" if torch.cuda.is_available() else "cpu",
+                                           dtype=torch.float32)
+    images, poses, _ = heldout_arrays(args, Path(args.work), pipe.image_size)
+    t = time.perf_counter()
+    table = guidance_tables(pipe, images, poses, args)
+    table["_meta"] = {"model": args.init_from, "guidance": args.eval_guidance[0], "eval_steps": args.eval_steps,
+                      "heldout_objects": int(images.shape[0]), "eval_seconds": time.perf_counter() - t}
+    (out / "heldout_eval.json").write_text(json.dumps(table, indent=1))
+    log(out, f"held-out eval: {json.dumps(table)}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", default="/root/z123")
@@ -174,7 +203,11 @@ def main() -> int:
                         help="keep --init-from's VAE, image encoder and camera projection; new --preset UNet")
     parser.add_argument("--unet-weight-bits", type=int, choices=(8, 16), default=16,
                         help="storage of the exported UNet: 8 = per-channel int8 (the shipped form), 16 = fp16")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="no training: the held-out evaluation of --init-from at each --eval-guidance")
     args = parser.parse_args()
+    if args.eval_only:
+        return evaluate_only(args)
     from accelerate import PartialState
 
     global MAIN
@@ -247,11 +280,7 @@ def main() -> int:
         pipe = Zero123Pipeline.from_pretrained(export, device="cuda" if torch.cuda.is_available() else "cpu",
                                                dtype=torch.float32)
         t = time.perf_counter()
-        table = evaluate(pipe, h_images, h_poses, args.eval_steps, args.eval_limit,
-                         guidance_scale=args.eval_guidance[0])
-        for scale in args.eval_guidance[1:]:
-            table[f"guidance_{scale:g}"] = evaluate(pipe, h_images, h_poses, args.eval_steps, args.eval_limit,
-                                                    guidance_scale=scale)
+        table = guidance_tables(pipe, h_images, h_poses, args)
         table["_meta"] = {"guidance": args.eval_guidance[0], "step": result["step"],
                           "eval_seconds": time.perf_counter() - t, "heldout_objects": int(h_images.shape[0]),
                           "eval_steps": args.eval_steps, "fixed_pair_losses": losses, "pose_use": pose_use,

@@ -21,7 +21,7 @@ from zero1to3.model import preset
 from zero1to3.pipeline import Zero123Pipeline
 from zero1to3.seeding import mix_seed
 from zero1to3.training import (PairBatcher, PoseAlteredBatcher, TrainConfig, Trainer, cfg_dropout_masks,
-                                latest_checkpoint)
+                                draw_timesteps, latest_checkpoint)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +60,42 @@ def test_pair_batcher_pose_matches_camera_module():
     again = batcher.batch(step=3, batch_size=16, seed=0)
     torch.testing.assert_close(again["pose"], batch["pose"])
     assert mix_seed(0, 1, 2) == mix_seed(0, 1, 2) != mix_seed(0, 2, 1)
+
+
+def test_near_view_pairs_take_the_closest_camera_to_the_target():
+    images, poses = _arrays(n=3, v=8)
+    batcher = PairBatcher(images, poses)
+    # every other view a candidate: the input must be the target's nearest neighbour in camera direction
+    batch = batcher.batch(step=1, batch_size=64, near_view_candidates=40)
+    centres = -np.einsum("novi,nov->noi", poses[..., :3], poses[..., 3])  # R^T t, per view
+    directions = centres / np.linalg.norm(centres, axis=-1, keepdims=True)
+    for target, cond in zip(batch["target_index"].tolist(), batch["cond_index"].tolist()):
+        obj, vt = divmod(target, 8)
+        assert cond // 8 == obj and cond % 8 != vt
+        cosine = directions[obj] @ directions[obj, vt]
+        cosine[vt] = -2.0
+        assert cond % 8 == int(np.argmax(cosine))
+    # one candidate: the paper's uniform pairs, the same draw as the batcher's default
+    uniform = batcher.batch(step=1, batch_size=64, near_view_candidates=1)
+    torch.testing.assert_close(uniform["pose"], batcher.batch(step=1, batch_size=64)["pose"])
+    gaps = [abs(a % 8 - b % 8) for a, b in zip(uniform["target_index"].tolist(), uniform["cond_index"].tolist())]
+    assert min(gaps) >= 1 and len(set(gaps)) > 3
+
+
+def test_timestep_power_skews_the_draw_towards_noise():
+    g = torch.Generator().manual_seed(0)
+    uniform = draw_timesteps(200_000, 1000, 1.0, g).float()
+    torch.testing.assert_close(draw_timesteps(16, 1000, 1.0, torch.Generator().manual_seed(3)),
+                               torch.randint(0, 1000, (16,), generator=torch.Generator().manual_seed(3)))
+    skewed = draw_timesteps(200_000, 1000, 2.0, g).float()
+    assert 0 <= skewed.min() and skewed.max() <= 999
+    assert abs(uniform.mean().item() - 499.5) < 3
+    assert abs(skewed.mean().item() - 2000 / 3) < 3  # density 2t/T^2: mean 2T/3
+    assert abs((skewed < 500).float().mean().item() - 0.25) < 0.01  # P(t < T/2) = 1/4
+    with pytest.raises(ValueError, match="timestep_power"):
+        TrainConfig(timestep_power=0.0)
+    with pytest.raises(ValueError, match="near_view_candidates"):
+        TrainConfig(near_view_candidates=0)
 
 
 def test_conv_in_surgery_keeps_old_channels():

@@ -88,6 +88,13 @@ class TrainConfig:
     train_image_encoder: bool = option(False, "also train CLIP (the small preset has no pretrained one)")
     uncond_probability: float = option(0.05, "share of pairs trained without conditioning (classifier-free "
                                              "guidance)")
+    #: Departures from the paper's uniform pairs and timesteps, to test what makes a small model learn the
+    #: direction of rotation (docs/model_card.md): the side a view shows is decided at high noise, and a
+    #: near view differs from its input mostly by that direction.
+    timestep_power: float = option(1.0, "timesteps drawn as T * u^(1/p): 1 = uniform (the paper's), 2 = density "
+                                        "rising linearly towards pure noise")
+    near_view_candidates: int = option(1, "input = the nearest (camera direction) of this many random other "
+                                          "views of the target's object; 1 = uniform pairs (the paper's)")
     checkpoint_every: int = option(1000, "steps between checkpoints")
     keep_checkpoints: int = option(2, "checkpoints kept on disk")
     sample_every: int = option(1000, "steps between sample grids (0: never)")
@@ -118,7 +125,7 @@ class TrainConfig:
     def validate(self) -> None:
         """ValueError (one line) for a setting out of range, before any model is built."""
         for name in ("batch_size", "checkpoint_every", "keep_checkpoints", "log_every", "stop_check_every",
-                     "nonfinite_check_every", "max_skipped_in_a_row"):
+                     "nonfinite_check_every", "max_skipped_in_a_row", "near_view_candidates"):
             check_int(name, int(getattr(self, name)), 1)
         for name in ("max_steps", "warmup_steps", "sample_every"):
             check_int(name, int(getattr(self, name)), 0)
@@ -128,6 +135,7 @@ class TrainConfig:
         check_range("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
         check_range("ema_decay", self.ema_decay, 0.0, 1.0)
         check_range("uncond_probability", self.uncond_probability, 0.0, 1.0 / 3.0)
+        check_range("timestep_power", self.timestep_power, 0.1, 10.0)
         if self.max_minutes is not None:
             check_range("max_minutes", self.max_minutes, 0.0, 1e7, low_open=True)
         if self.foreground_ratio is not None:
@@ -190,6 +198,8 @@ class PairBatcher:
         self.device = torch.device(device)
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         self.spherical = torch.from_numpy(spherical_of_camera(poses)).to(self.device, torch.float64)
+        polar, azimuth = self.spherical[..., 0], self.spherical[..., 1]
+        self.directions = torch.stack([polar.sin() * azimuth.cos(), polar.sin() * azimuth.sin(), polar.cos()], -1)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -199,17 +209,24 @@ class PairBatcher:
         return self.images.shape[1]
 
     def batch(self, step: int, batch_size: int, seed: int = 0, rank: int = 0,
-              with_target_pixels: bool = True) -> dict[str, torch.Tensor]:
+              with_target_pixels: bool = True, near_view_candidates: int = 1) -> dict[str, torch.Tensor]:
         """Drawn with a generator on the data's device: no host->device copy (a stream sync) per step.
 
         ``target_index`` / ``cond_index`` are flat view indices (object * views + view), for caches; a
         trainer with a latent cache needs no target pixels (``with_target_pixels=False`` skips them).
+        ``near_view_candidates`` > 1: the input is the one of that many random other views whose camera
+        direction is closest to the target's (TrainConfig.near_view_candidates).
         """
         g = torch.Generator(device=self.device).manual_seed(mix_seed(seed, step, rank, 0))
         n, v = self.images.shape[:2]
         obj = torch.randint(n, (batch_size,), generator=g, device=self.device)
         first = torch.randint(v, (batch_size,), generator=g, device=self.device)
-        second = (first + torch.randint(1, v, (batch_size,), generator=g, device=self.device)) % v  # distinct
+        second = (first[:, None] + torch.randint(1, v, (batch_size, max(1, near_view_candidates)), generator=g,
+                                                  device=self.device)) % v  # distinct
+        if second.shape[1] > 1:
+            cosine = (self.directions[obj[:, None], second] * self.directions[obj, first][:, None]).sum(-1)
+            second = second.gather(1, cosine.argmax(1, keepdim=True))
+        second = second[:, 0]
         pose = conditioning_vector(self.spherical[obj, first] - self.spherical[obj, second]).float()
         batch = {"cond": to_unit(self.images[obj, second]), "pose": pose,
                  "target_index": obj * v + first, "cond_index": obj * v + second}
@@ -238,8 +255,8 @@ class PoseAlteredBatcher:
         self.inner, self.alteration = inner, alteration
 
     def batch(self, step: int, batch_size: int, seed: int = 0, rank: int = 0,
-              with_target_pixels: bool = True) -> dict[str, torch.Tensor]:
-        batch = self.inner.batch(step, batch_size, seed, rank, with_target_pixels)
+              with_target_pixels: bool = True, near_view_candidates: int = 1) -> dict[str, torch.Tensor]:
+        batch = self.inner.batch(step, batch_size, seed, rank, with_target_pixels, near_view_candidates)
         pose = batch["pose"].clone()
         if self.alteration == "mirror":
             pose[:, 1] = -pose[:, 1]
@@ -289,6 +306,16 @@ class TrainModule(torch.nn.Module):
         clip_embedding = clip_embedding * clip_keep[:, None, None].to(clip_embedding.dtype)
         context = self.camera_projection(clip_embedding, pose)
         return self.unet(torch.cat([noisy, concat], 1), t, encoder_hidden_states=context).sample
+
+
+def draw_timesteps(count: int, steps: int, power: float, generator: torch.Generator) -> torch.Tensor:
+    """Training timesteps in [0, steps) with density proportional to t^(power - 1): T * u^(1/power).
+
+    ``power`` 1 is the paper's uniform draw (``randint``, so runs before this option draw the same steps)."""
+    if power == 1.0:
+        return torch.randint(0, steps, (count,), generator=generator, device=generator.device)
+    u = torch.rand(count, generator=generator, device=generator.device)
+    return (steps * u.pow(1.0 / power)).long().clamp(max=steps - 1)
 
 
 def cfg_dropout_masks(batch: int, p: float, generator: torch.Generator | None = None,
@@ -609,8 +636,10 @@ class Trainer:
         return t_mean.float(), t_std.float(), c_mean.float()
 
     def loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator,
-             use_cache: bool = True) -> torch.Tensor:
-        """Epsilon MSE of one batch; all randomness from ``generator`` (on the training device)."""
+             use_cache: bool = True, timestep_power: float | None = None) -> torch.Tensor:
+        """Epsilon MSE of one batch; all randomness from ``generator`` (on the training device).
+
+        ``timestep_power``: that of the config when None (evaluation passes 1: the paper's uniform draw)."""
         acc = self.accelerator
         dev = acc.device
         cond = batch["cond"].to(dev, self.weight_dtype)
@@ -625,7 +654,8 @@ class Trainer:
         keep_clip, keep_concat = cfg_dropout_masks(bsz, self.config.uncond_probability, generator, dev)
         concat = (concat * keep_concat[:, None, None, None]).to(self.weight_dtype)
         noise = torch.randn(latents.shape, **draw).to(dev)
-        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (bsz,), **draw).to(dev)
+        power = self.config.timestep_power if timestep_power is None else timestep_power
+        t = draw_timesteps(bsz, self.noise_scheduler.config.num_train_timesteps, power, generator).to(dev)
         a = self.alphas[t][:, None, None, None]
         noisy = (a.sqrt() * latents + (1 - a).sqrt() * noise).to(self.weight_dtype)
         pred = self.module(noisy, t, concat, clip, None if clip is not None else cond, batch["pose"].to(dev), keep_clip)
@@ -663,7 +693,7 @@ class Trainer:
             for k in range(batches):
                 batch = batcher.batch(10**9 + k, batch_size, seed=self.config.seed + 7)
                 with self.accelerator.autocast():
-                    total += self.loss(batch, self._generator(10**9 + k, 2), use_cache=False).item()
+                    total += self.loss(batch, self._generator(10**9 + k, 2), use_cache=False, timestep_power=1.0).item()
         finally:
             if use_ema:
                 self.ema.restore(params)
@@ -706,7 +736,8 @@ class Trainer:
             while self.step < cfg.max_steps:
                 g = self._generator(self.step, acc.process_index, 1)
                 batch = self.batcher.batch(self.step, per_rank, cfg.seed, acc.process_index,
-                                           with_target_pixels=self.latent_cache is None)
+                                           with_target_pixels=self.latent_cache is None,
+                                           near_view_candidates=cfg.near_view_candidates)
                 self.module.train()
                 with acc.autocast():
                     loss = self.loss(batch, g)
