@@ -13,10 +13,10 @@ from scipy import ndimage
 
 from zero1to3.preprocess import PreprocessConfig, SegmentationWarning, is_plain_background, preprocess_image
 from zero1to3.segmentation import (DEFAULT_SEGMENTER_DIR, ForegroundSegmenter, SegmenterConfig, guided_filter,
-                                   load_segmenter, mask_confidence, most_confident_probability, network_size,
-                                   predict_probability, segment)
+                                   load_segmenter, mask_confidence, mask_iou, most_confident_probability,
+                                   network_size, predict_probability, segment)
 from zero1to3.segmentation_train import (ExampleMaker, ObjectBank, SegmenterTrainConfig, composite_eval_set,
-                                         load_object_bank, mask_iou, train_segmenter)
+                                         load_object_bank, train_segmenter)
 
 
 def _noise_background(height: int, width: int, seed: int) -> np.ndarray:

@@ -202,6 +202,12 @@ def _resize(array: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(array, size=size, mode="bilinear", antialias=shrink, align_corners=False)
 
 
+def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """IoU of two boolean masks (1 when both are empty)."""
+    union = np.count_nonzero(predicted | truth)
+    return 1.0 if union == 0 else float(np.count_nonzero(predicted & truth) / union)
+
+
 @torch.no_grad()
 def predict_probability(model: ForegroundSegmenter, rgb: np.ndarray, size: tuple[int, int] | None = None,
                         input_size: int | None = None, flip: bool = False) -> np.ndarray:
@@ -235,8 +241,6 @@ def most_confident_probability(model: ForegroundSegmenter, rgb: np.ndarray, scal
     consensus mask (the mean probability of all scales, at ``threshold``); ties keep the earlier scale. With
     ``flip``, the kept scale's probability is averaged with its mirror image's (reported confidence: of that).
     """
-    from zero1to3.segmentation_train import mask_iou  # the training module imports this one
-
     height, width = rgb.shape[:2]
     tried: dict[tuple[int, int], tuple[np.ndarray, float, int]] = {}
     for scale in scales or (1.0,):

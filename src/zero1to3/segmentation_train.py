@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from zero1to3.segmentation import ForegroundSegmenter, SegmenterConfig, segment
+from zero1to3.segmentation import ForegroundSegmenter, SegmenterConfig, mask_iou, segment
 
 logger = logging.getLogger(__name__)
 
@@ -477,11 +477,6 @@ def composite_eval_set(objects: ObjectBank, backgrounds: torch.Tensor, count: in
         images = (image.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
     del rng
     return images, (alpha[:, 0] >= 0.5).numpy()
-
-
-def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
-    union = np.count_nonzero(predicted | truth)
-    return 1.0 if union == 0 else float(np.count_nonzero(predicted & truth) / union)
 
 
 def evaluate_segmenter(model: ForegroundSegmenter, images: np.ndarray, masks: np.ndarray,
