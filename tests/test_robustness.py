@@ -211,6 +211,8 @@ def test_output_paths_checked_before_compute(capsys, tmp_path, image):
         (["orbit", str(image), "-o", "/proc/zero1to3-test.gif"], "cannot write"),
         (["orbit", str(image), "-o", str(tmp_path / "x.png")], ".gif or .mp4"),
         (["recon", str(image), "-o", str(a_file), "--steps", "1"], "is a file"),
+        (["nvs", str(image), "-o", str(tmp_path / "view.png")], "looks like a file name"),
+        (["recon", str(image), "-o", str(tmp_path / "mesh.glb"), "--steps", "1"], "looks like a file name"),
     ]
     for argv, needle in cases:
         start = time.perf_counter()
@@ -218,6 +220,7 @@ def test_output_paths_checked_before_compute(capsys, tmp_path, image):
         _assert_one_line_error(code, err, needle)
         assert time.perf_counter() - start < 20  # refused before the model is loaded or anything is sampled
     assert a_file.read_text() == "x" and not any(a_dir.iterdir())
+    assert not (tmp_path / "view.png").exists() and not (tmp_path / "mesh.glb").exists()
 
 
 @pytest.mark.parametrize("command", ["nvs", "orbit", "recon"])

@@ -158,11 +158,22 @@ def _probe_writable(folder: Path, name: str) -> None:
         raise OutputPathError(f"{name}: cannot write in {folder} ({exc.strerror or type(exc).__name__})") from None
 
 
+#: Suffixes of files the commands write: a new output *folder* named like this is a mistake.
+_FILE_LIKE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".glb", ".obj", ".ply", ".stl",
+                       ".safetensors", ".ckpt")
+
+
 def check_output_dir(path: str | os.PathLike[str], name: str = "--output") -> Path:
-    """A folder that exists and is writable, or can be created under a writable one (nothing is created)."""
+    """A folder that exists and is writable, or can be created under a writable one (nothing is created).
+
+    A new folder named like a media file (``-o view.png``) is refused: the user meant a file, and would
+    otherwise find a folder of that name."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{name} {path} is a file; give a folder")
+    if not path.exists() and path.suffix.lower() in _FILE_LIKE_SUFFIXES:
+        raise OutputPathError(f"{name} is a folder (the command writes several files into it), but {path} looks "
+                              f"like a file name; give a folder, e.g. {path.with_suffix('')}")
     existing = _nearest_existing(path)
     if not existing.is_dir():
         raise OutputPathError(f"{name} {path}: {existing} is a file, not a folder")
