@@ -33,11 +33,15 @@ def test_gif_delay_comes_from_fps(tmp_path, fps, delay):
     assert [d for d, _ in read] == [delay] * 5
     assert all(np.array_equal(a, b) for (_, a), b in zip(read, _frames()))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif"]  # no temp file left behind
+    assert path.stat().st_mode & 0o777 == 0o644  # an ordinary output file, not the temp file's private 0600
 
 
 def test_bad_fps_and_suffix(tmp_path):
     with pytest.raises(MediaError, match="fps"):
         save_animation(tmp_path / "a.gif", _frames(), 0)
+    with pytest.raises(MediaError, match="fps"):  # a failed write leaves no file, temp or final
+        save_animation(tmp_path / "b.mp4", _frames(), float("nan"))
+    assert not any(tmp_path.iterdir())
     with pytest.raises(MediaError, match=".gif or .mp4"):
         check_animation_path(tmp_path / "a.webm")
 

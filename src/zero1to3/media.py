@@ -11,11 +11,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from zero1to3.atomic import atomic_path
 
 ANIMATION_FORMATS = (".gif", ".mp4")
 
@@ -56,11 +57,7 @@ def save_animation(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: f
     if not frames:
         raise MediaError("an animation needs at least one frame")
     arrays = [np.ascontiguousarray(np.asarray(f, dtype=np.uint8)[..., :3]) for f in frames]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:  # the suffix tells imageio the format
         if path.suffix.lower() == ".gif":
             images = [Image.fromarray(a) for a in arrays]
             images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
@@ -73,9 +70,6 @@ def save_animation(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: f
             # yuv420p wants even sizes; macro_block_size=2 pads at most one pixel instead of resizing to 16
             imageio.mimsave(tmp, arrays, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
                             macro_block_size=2)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

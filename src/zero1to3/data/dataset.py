@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from zero1to3.atomic import atomic_path
 from zero1to3.inputs import open_image
 from zero1to3.preprocess import composite_on_white
 
@@ -148,10 +148,7 @@ def load_views_array(root: str | os.PathLike[str], image_size: int, num_views: i
     image_array = (np.stack(images) if images else np.zeros((0, num_views, image_size, image_size, 3), np.uint8))
     pose_array = (np.stack(poses).astype(np.float32) if poses else np.zeros((0, num_views, 3, 4), np.float32))
     if cache:  # a private temporary per writer: ranks of one launch may write the same cache at once
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=cache_file.name + ".", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(cache_file) as tmp, open(tmp, "wb") as f:
             np.savez(f, images=image_array, poses=pose_array, names=np.array(kept, dtype=str),
                      skipped=np.array(skipped, dtype=str))
-        os.replace(tmp, cache_file)
     return image_array, pose_array, kept
