@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPVisionModelWithProjection
 
 from zero1to3.atomic import write_text_atomic
-from zero1to3.camera import conditioning_vector, spherical_of_camera
+from zero1to3.camera import conditioning_vector, spherical_of_camera, spherical_to_cartesian
 from zero1to3.data.dataset import load_views_array
 from zero1to3.data.shards import is_shard_folder, read_shards
 from zero1to3.inputs import check_int, check_range
@@ -197,9 +197,11 @@ class PairBatcher:
             raise ValueError("each object needs at least 2 views to form pairs")
         self.device = torch.device(device)
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        self.spherical = torch.from_numpy(spherical_of_camera(poses)).to(self.device, torch.float64)
-        polar, azimuth = self.spherical[..., 0], self.spherical[..., 1]
-        self.directions = torch.stack([polar.sin() * azimuth.cos(), polar.sin() * azimuth.sin(), polar.cos()], -1)
+        spherical = spherical_of_camera(poses)
+        self.spherical = torch.from_numpy(spherical).to(self.device, torch.float64)
+        #: Unit vectors towards each camera, for near-view pairs.
+        self.directions = torch.from_numpy(spherical_to_cartesian(spherical[..., 0], spherical[..., 1], 1.0)).to(
+            self.device, torch.float64)
 
     def __len__(self) -> int:
         return self.images.shape[0]
