@@ -2,7 +2,8 @@
 # One device-machine call of the default-model recipe (docs/model_card.md): unpack the carried GL loaders
 # and wheels, train (resumable), export, evaluate on the test split.
 # Carried (ignored) folders: .gl (EGL loader .debs), .whl (diffusers, trimesh, moderngl wheels),
-# .data/{train64,val64,test64,seg128,bg} (shard folders from `zero1to3 data pack`, background packs).
+# .data/{train64,val64,test64,seg128,bg} (shard folders from `zero1to3 data pack`, background packs) and
+# .data/init (an exported model to continue: INIT=$WORK/data/init, also in later calls without re-carrying it).
 # Carried data is staged under $WORK/data, so a later call on the same (warm) machine finds it without
 # carrying it again, and training resumes from $WORK/run (checkpoint and optimizer) when that exists.
 # Usage on the device machine: MINUTES=7 bash scripts/gpu_job.sh ; extra trainer flags in TRAIN_ARGS;
@@ -20,7 +21,7 @@ TRAIN_ARGS=${TRAIN_ARGS:-}
 EVAL_LIMIT=${EVAL_LIMIT:-0}
 INIT=${INIT:-src/zero1to3/weights/tiny}
 mkdir -p "$WORK/data"
-for d in train64 val64 test64 seg128 bg; do
+for d in train64 val64 test64 seg128 bg init; do  # init: a model to continue (INIT=$WORK/data/init)
   if [ -d ".data/$d" ]; then rm -rf "$WORK/data/$d"; cp -r ".data/$d" "$WORK/data/$d"; fi
 done
 echo "staged data: $(ls "$WORK/data" | tr '\n' ' ')" | tee "$OUT/staged.txt"
