@@ -188,14 +188,14 @@ def test_flip_averaging_is_mirror_exact():
     symmetric = np.concatenate([half, half[:, ::-1]], axis=1)  # 64 x 96, its own mirror image
     plain = predict_probability(model, symmetric)
     assert np.abs(plain - plain[:, ::-1]).max() > 1e-3  # the net alone is not symmetric ...
-    averaged = predict_probability(model, symmetric, flip=True)
+    averaged, _ = most_confident_probability(model, symmetric, flip=True)
     assert np.array_equal(averaged, averaged[:, ::-1])  # ... its flip average is, exactly
     prob, _ = most_confident_probability(model, symmetric, scales=(1.0, 0.75), flip=True)
     assert np.array_equal(prob, prob[:, ::-1])
     # and for any image: mirroring the input mirrors the flip-averaged output
     image = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
-    a = predict_probability(model, image, flip=True)
-    b = predict_probability(model, np.ascontiguousarray(image[:, ::-1]), flip=True)
+    a, _ = most_confident_probability(model, image, flip=True)
+    b, _ = most_confident_probability(model, np.ascontiguousarray(image[:, ::-1]), flip=True)
     np.testing.assert_allclose(a, b[:, ::-1], atol=1e-6)
 
 

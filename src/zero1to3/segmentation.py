@@ -210,23 +210,18 @@ def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 @torch.no_grad()
 def predict_probability(model: ForegroundSegmenter, rgb: np.ndarray, size: tuple[int, int] | None = None,
-                        input_size: int | None = None, flip: bool = False) -> np.ndarray:
+                        input_size: int | None = None) -> np.ndarray:
     """Object probability float32 at ``size`` (default: the image's), upsampling the net's logits.
 
-    ``input_size``: the net's input's longest side (default: the weights' own). ``flip``: the mean of the
-    probabilities of the image and of its mirror image (mirrored back), one batch of two.
+    ``input_size``: the net's input's longest side (default: the weights' own). Mirror averaging:
+    :func:`most_confident_probability` (``flip``).
     """
     height, width = rgb.shape[:2]
     device = next(model.parameters()).device
     x = torch.from_numpy(np.array(rgb[..., :3], dtype=np.uint8, copy=True)).to(device).permute(2, 0, 1)[None]
     h, w = network_size(height, width, int(input_size or model.config.input_size), model.stride)
-    x = x.float() / 255.0
-    if flip:  # mirrored at the image's own size, so a mirror-symmetric image gives an exactly symmetric result
-        x = torch.cat([x, x.flip(-1)])
-    prob = torch.sigmoid(_resize(model(_resize(x, (h, w))), size or (height, width)))
-    if flip:
-        prob = 0.5 * (prob[:1] + prob[1:].flip(-1))
-    return prob[0, 0].float().cpu().numpy()
+    logits = model(_resize(x.float() / 255.0, (h, w)))
+    return torch.sigmoid(_resize(logits, size or (height, width)))[0, 0].float().cpu().numpy()
 
 
 def most_confident_probability(model: ForegroundSegmenter, rgb: np.ndarray, scales: tuple[float, ...] = (1.0,),
@@ -256,7 +251,7 @@ def most_confident_probability(model: ForegroundSegmenter, rgb: np.ndarray, scal
         scores = [confidence * mask_iou(prob > threshold, consensus) for prob, confidence, _ in attempts]
         best = attempts[int(np.argmax(scores))]
     prob, confidence, input_size = best
-    if flip:
+    if flip:  # mirrored at the image's own size: a mirror-symmetric image gives an exactly symmetric result
         mirrored = predict_probability(model, np.ascontiguousarray(rgb[:, ::-1]), input_size=input_size)[:, ::-1]
         prob = 0.5 * (prob + mirrored)
         confidence = mask_confidence(prob)
