@@ -20,14 +20,11 @@ MINUTES=${MINUTES:-7}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 EVAL_LIMIT=${EVAL_LIMIT:-0}
 INIT=${INIT:-src/zero1to3/weights/tiny}
-mkdir -p "$WORK/data"
-for d in train64 val64 test64 seg128 bg init; do  # init: a model to continue (INIT=$WORK/data/init)
-  if [ -d ".data/$d" ]; then rm -rf "$WORK/data/$d"; cp -r ".data/$d" "$WORK/data/$d"; fi
-done
+source scripts/device_env.sh
+stage_data train64 val64 test64 seg128 bg init  # init: a model to continue (INIT=$WORK/data/init)
 echo "staged data: $(ls "$WORK/data" | tr '\n' ' ')" | tee "$OUT/staged.txt"
 if [ -d .gl ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi  # only to render on this machine
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+install_wheels || exit 1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 if [ -n "${SEGMENTER_CMD:-}" ]; then  # the segmenter trains beside the diffusion model on the same GPU
   (eval "$SEGMENTER_CMD" > "$OUT/segmenter.log" 2>&1; echo "segmenter rc $?" >> "$OUT/segmenter.log") &

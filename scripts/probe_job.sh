@@ -10,12 +10,10 @@ MINUTES=${MINUTES:-6}
 SEGMENTS=${SEGMENTS:-4}
 TRAIN=${TRAIN:-train64}  # a smaller pack (e.g. train64s) when the carry limit needs it
 VARIANTS=${VARIANTS:-"control;t2 --timestep-power 2;near3 --near-view-candidates 3"}
-mkdir -p "$WORK/data" "$WORK/logs" "$OUT"
-for d in "$TRAIN" val64; do
-  if [ -d ".data/$d" ]; then rm -rf "$WORK/data/$d"; cp -r ".data/$d" "$WORK/data/$d"; fi
-done
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+mkdir -p "$WORK/logs" "$OUT"
+source scripts/device_env.sh
+stage_data "$TRAIN" val64
+install_wheels || exit 1
 IFS=';' read -ra list <<< "$VARIANTS"
 for v in "${list[@]}"; do
   set -- $v
