@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -131,29 +130,35 @@ def train(args: argparse.Namespace) -> int:
                                         max_objects=args.eval_objects)
         torch.set_num_threads(args.eval_threads)
         evaluation = {}
-        heldout = load_background_bank(args.heldout_backgrounds, eval_size, crops_per_image=4, seed=99) \
-            if args.heldout_backgrounds else torch.zeros((0, 3, eval_size, eval_size), dtype=torch.uint8)
-        sets = {"procedural_fresh_seed": torch.zeros((0, 3, eval_size, eval_size), dtype=torch.uint8)}
-        if len(heldout):
-            sets = {"heldout_backgrounds": heldout, **sets}
-        for name, bank in sets.items():
-            images, masks = composite_eval_set(test_objects, bank, args.eval_count, seed=1234)
+        sets, heldout_crops = composite_sets(test_objects, args.heldout_backgrounds, eval_size, args.eval_count)
+        for name, (images, masks) in sets.items():
             evaluation[name] = evaluate_segmenter(exported, images, masks, SegmenterConfig())
             print(f"eval {name}: {evaluation[name]}", flush=True)
         result["eval"] = {"data": str(args.eval_data), "objects_views": len(test_objects), "size": eval_size,
                           "heldout_backgrounds": [str(b) for b in args.heldout_backgrounds],
-                          "heldout_background_crops": int(len(heldout)), "eval_threads": args.eval_threads,
+                          "heldout_background_crops": heldout_crops, "eval_threads": args.eval_threads,
                           **evaluation}
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
     if args.summary:
-        summary_path = Path(args.summary)
-        summary_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=summary_path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(result, f, indent=2)
-        os.replace(tmp, summary_path)
+        write_json_atomic(args.summary, result)
     print(json.dumps({k: result[k] for k in ("train", "weights_bytes", "wall_seconds")}), flush=True)
     return 0
+
+
+def composite_sets(objects, heldout_backgrounds: list[str], size: int, count: int, procedural: bool = True,
+                   seed: int = 1234, background_seed: int = 99) -> tuple[dict, int]:
+    """({set name: (images, masks)}, held-out crops): the objects composited over the held-out background
+    images (when there are any) and over fresh procedural patterns. Fixed seeds: every scoring (the end of a
+    training run, ``eval``) sees the same composites."""
+    sets = {}
+    bank = load_background_bank(heldout_backgrounds, size, crops_per_image=4, seed=background_seed) \
+        if heldout_backgrounds else torch.zeros((0, 3, size, size), dtype=torch.uint8)
+    if len(bank):
+        sets["heldout_backgrounds"] = composite_eval_set(objects, bank, count, seed=seed)
+    if procedural:
+        empty = torch.zeros((0, 3, size, size), dtype=torch.uint8)
+        sets["procedural_fresh_seed"] = composite_eval_set(objects, empty, count, seed=seed)
+    return sets, int(len(bank))
 
 
 #: Inference variants of ``eval``: the one-pass path of the first GPU-trained weights, and its additions.
@@ -174,13 +179,9 @@ def evaluate(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     size = args.eval_size
     objects = load_object_bank(args.eval_data, size, views_per_object=args.eval_views, max_objects=args.eval_objects)
-    sets = {}
-    if "heldout" in args.sets:
-        bank = load_background_bank(args.heldout_backgrounds, size, crops_per_image=4, seed=args.background_seed)
-        sets["heldout_backgrounds"] = composite_eval_set(objects, bank, args.eval_count, seed=args.seed)
-    if "procedural" in args.sets:
-        empty = torch.zeros((0, 3, size, size), dtype=torch.uint8)
-        sets["procedural_fresh_seed"] = composite_eval_set(objects, empty, args.eval_count, seed=args.seed)
+    sets, _ = composite_sets(objects, args.heldout_backgrounds if "heldout" in args.sets else [], size,
+                             args.eval_count, procedural="procedural" in args.sets, seed=args.seed,
+                             background_seed=args.background_seed)
     result = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
               "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
               "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
