@@ -45,7 +45,9 @@ class ShiftBatcher(PairBatcher):
         turn = torch.rand(batch_size, generator=g, device=self.device) * 2.5 + 0.3
         zero = torch.zeros(batch_size, device=self.device)
         batch["pose"] = torch.stack([zero, sign * turn.sin(), turn.cos(), zero], 1)
-        batch["target"] = torch.stack([c.roll(int(self.shift * s), dims=-1) for c, s in zip(batch["cond"], sign)])
+        cond = batch["cond"]
+        batch["target"] = torch.where(sign[:, None, None, None] > 0, cond.roll(self.shift, dims=-1),
+                                      cond.roll(-self.shift, dims=-1))
         return batch
 
 
@@ -63,8 +65,10 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--timestep-power", type=float, default=1.0)
     parser.add_argument("--near-view-candidates", type=int, default=1)
-    parser.add_argument("--eval-batches", type=int, default=8, help="held-out batches of 256 pairs per pose-use score")
-    parser.add_argument("--steps", type=int, default=10**7, help="the run's total step limit (it stops at this or --minutes, whichever comes first)")
+    parser.add_argument("--eval-batches", type=int, default=8,
+                        help="held-out batches of 256 pairs per pose-use score")
+    parser.add_argument("--steps", type=int, default=10**7,
+                        help="the run's total step limit (it stops at this or --minutes, whichever comes first)")
     parser.add_argument("--toy-shift", type=int, default=0, help="pixels of the toy task's shift (0: the real task)")
     parser.add_argument("--export", action="store_true")
     args = parser.parse_args()
