@@ -20,8 +20,9 @@ MINUTES=${MINUTES:-7}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 EVAL_LIMIT=${EVAL_LIMIT:-0}
 INIT=${INIT:-src/zero1to3/weights/tiny}
+TRAIN=${TRAIN:-train64}  # the training shard folder under .data (e.g. train64s: a pack that fits one call with init)
 source scripts/device_env.sh
-stage_data train64 val64 test64 seg128 bg init  # init: a model to continue (INIT=$WORK/data/init)
+stage_data "$TRAIN" val64 test64 seg128 bg init  # init: a model to continue (INIT=$WORK/data/init)
 echo "staged data: $(ls "$WORK/data" | tr '\n' ' ')" | tee "$OUT/staged.txt"
 if [ -d .gl ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi  # only to render on this machine
 install_wheels || exit 1
@@ -31,7 +32,7 @@ if [ -n "${SEGMENTER_CMD:-}" ]; then  # the segmenter trains beside the diffusio
 fi
 if [ "$MINUTES" != "0" ]; then
   python3 scripts/train_default_model.py --work "$WORK" --out "$OUT" --minutes "$MINUTES" \
-    --data "$WORK/data/train64" --val-data "$WORK/data/val64" --init-from "$INIT" $TRAIN_ARGS \
+    --data "$WORK/data/$TRAIN" --val-data "$WORK/data/val64" --init-from "$INIT" $TRAIN_ARGS \
     2>&1 | grep -v "it/s\]" > "$OUT/train.log"
 fi
 model=$WORK/export

@@ -203,6 +203,11 @@ def main() -> int:
                         help="keep --init-from's VAE, image encoder and camera projection; new --preset UNet")
     parser.add_argument("--unet-weight-bits", type=int, choices=(8, 16), default=16,
                         help="storage of the exported UNet: 8 = per-channel int8 (the shipped form), 16 = fp16")
+    parser.add_argument("--augment", default="none", choices=("none", "mirror", "mirror+rgb"),
+                        help="TrainConfig.augment: mirrored pairs (and RGB orders) as more training pairs")
+    parser.add_argument("--channels-last", action="store_true", help="TrainConfig.channels_last (GPU speed)")
+    parser.add_argument("--compile-unet", action="store_true",
+                        help="TrainConfig.compile_unet: only where benchmarks/train_throughput.py passed")
     parser.add_argument("--eval-only", action="store_true",
                         help="no training: the held-out evaluation of --init-from at each --eval-guidance")
     args = parser.parse_args()
@@ -243,6 +248,7 @@ def main() -> int:
                          max_steps=args.steps, max_minutes=args.minutes, ema_decay=0.999,
                          lr_schedule=args.lr_schedule, min_lr_ratio=args.min_lr_ratio,
                          foreground_ratio=args.foreground_ratio,
+                         augment=args.augment, channels_last=args.channels_last, compile_unet=args.compile_unet,
                          mixed_precision="bf16", train_image_encoder=True, checkpoint_every=2000,
                          sample_every=2000, log_every=100)
     trainer = Trainer(config, arrays=(images, poses))

@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from zero1to3.camera import relative_pose, sample_reference_cameras
+from zero1to3.camera import (look_at, project_points, relative_pose, relative_pose_vectors, sample_reference_cameras,
+                             spherical_of_camera, spherical_to_cartesian)
 from zero1to3.model import preset
 from zero1to3.pipeline import Zero123Pipeline
 from zero1to3.seeding import mix_seed
-from zero1to3.training import (PairBatcher, PoseAlteredBatcher, TrainConfig, Trainer, cfg_dropout_masks,
-                                draw_timesteps, latest_checkpoint)
+from zero1to3.training import (AUGMENTATIONS, PairBatcher, PoseAlteredBatcher, TrainConfig, Trainer, augment_views,
+                                cfg_dropout_masks, draw_timesteps, latest_checkpoint)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -316,3 +317,119 @@ def test_cli_render_train_resume_sample(tmp_path):
     assert main(["nvs", str(view), "--model", str(tmp_path / "model"), "-n", "1", "--steps", "2", "-o", str(out),
                  "--no-preprocess", "--device", "cpu"]) == 0
     assert (out / "grid.png").is_file()
+
+
+def test_channels_last_trains_the_same_numbers_and_round_trips(tmp_path):
+    """NHWC is a layout, not a model: same loss and gradients as the default layout on the same batch, and its
+    checkpoints resume and export like any other (safetensors needs contiguous tensors)."""
+    arrays = _arrays()
+    plain = Trainer(_config(tmp_path / "a"), arrays=arrays)
+    nhwc = Trainer(_config(tmp_path / "b", channels_last=True), arrays=arrays)
+    conv = nhwc.module.unet.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    batch = plain.batcher.batch(step=1, batch_size=6)
+    grads = []
+    for trainer in (plain, nhwc):
+        loss = trainer.loss(batch, torch.Generator().manual_seed(3))
+        loss.backward()
+        grads.append((loss.item(), trainer.module.unet.conv_in.weight.grad.clone(),
+                      trainer.module.camera_projection.projection.weight.grad.clone()))
+        trainer.optimizer.zero_grad(set_to_none=True)
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+    for a, b in zip(grads[0][1:], grads[1][1:]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    nhwc.fit()
+    resumed = Trainer(_config(tmp_path / "b", channels_last=True, max_steps=6), arrays=arrays)
+    assert resumed.step == 4
+    for p, q in zip(nhwc.module.parameters(), resumed.module.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    exported = Zero123Pipeline.from_pretrained(resumed.export(tmp_path / "export"))
+    torch.testing.assert_close(exported.unet.conv_in.weight.float(),
+                               resumed.pipeline().unet.conv_in.weight.half().float())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the compiled training path is for GPUs)")
+def test_compiled_unet_gradients_equal_eager_on_the_gpu(tmp_path):
+    """compile_unet must not change the numbers: same fp32 loss and UNet gradients as eager on one batch
+    (Inductor has given wrong gradients for this UNet on a CPU), and checkpoints keep their keys."""
+    torch.backends.cudnn.allow_tf32 = False
+    arrays = _arrays(n=6, v=4)
+    eager = Trainer(_config(tmp_path / "a", batch_size=32), arrays=arrays)
+    compiled = Trainer(_config(tmp_path / "b", batch_size=32, compile_unet=True), arrays=arrays)
+    batch = eager.batcher.batch(step=1, batch_size=32)
+    grads = []
+    for trainer in (eager, compiled):
+        loss = trainer.loss(batch, torch.Generator(device="cuda").manual_seed(3))
+        loss.backward()
+        grads.append((loss.item(), torch.cat([p.grad.flatten() for p in trainer.module.unet.parameters()])))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-4)
+    error = (grads[1][1] - grads[0][1]).norm() / grads[0][1].norm()
+    assert error < 1e-3, f"compiled UNet gradient differs from eager by {error:.2e} (relative)"
+    assert set(compiled.module.unet.state_dict()) == set(eager.module.unet.state_dict())
+    compiled.fit()
+    assert Zero123Pipeline.from_pretrained(compiled.export(tmp_path / "export")).unet is not None
+
+
+def test_augment_views_mirrors_and_reorders_channels():
+    rng = np.random.default_rng(0)
+    views = torch.from_numpy(rng.integers(0, 255, (4, 5, 6, 3), dtype=np.uint8))
+    out = augment_views(views, torch.tensor([0, 1, 2, 11]))
+    assert torch.equal(out[0], views[0])
+    assert torch.equal(out[1], views[1].flip(1))  # left-right: the width axis
+    assert torch.equal(out[2], views[2][..., [0, 2, 1]])  # code 2: the second RGB order, not mirrored
+    assert torch.equal(out[3], views[3][..., [2, 1, 0]].flip(1))  # code 11: the last order, mirrored
+    white = torch.full((12, 5, 6, 3), 255, dtype=torch.uint8)
+    assert torch.equal(augment_views(white, torch.arange(12)), white)  # the background stays white
+    assert set(AUGMENTATIONS.values()) == {1, 2, 12}
+
+
+def test_a_mirrored_pair_is_the_mirrored_world():
+    """Mirroring the world through the vertical plane of the input camera leaves that camera in place and
+    moves the target to azimuth 2*a_in - a_t: every point lands at the mirrored pixel (u -> size - u) in
+    both views, and the pose vector differs only by the sign of sin(d_azimuth) (what augment does)."""
+    rng = np.random.default_rng(3)
+    size = 64
+    points = rng.uniform(-0.5, 0.5, (50, 3))
+    for cams in (sample_reference_cameras(rng, 2) for _ in range(5)):
+        cam_in, cam_t = cams[0], cams[1]
+        polar_in, az_in, r_in = spherical_of_camera(cam_in)
+        polar_t, az_t, r_t = spherical_of_camera(cam_t)
+        normal = np.array([-math.sin(az_in), math.cos(az_in), 0.0])
+        mirror = np.eye(3) - 2 * np.outer(normal, normal)
+        mirrored_t = look_at(spherical_to_cartesian(polar_t, 2 * az_in - az_t, r_t))
+        for cam, cam_mirrored in ((cam_in, cam_in), (cam_t, mirrored_t)):
+            uv = project_points(points, cam, size)
+            uv_m = project_points(points @ mirror.T, cam_mirrored, size)
+            np.testing.assert_allclose(uv_m[:, 0], size - uv[:, 0], atol=1e-6)
+            np.testing.assert_allclose(uv_m[:, 1], uv[:, 1], atol=1e-6)
+        t = relative_pose_vectors(cam_t[None], cam_in[None])[0]
+        t_m = relative_pose_vectors(mirrored_t[None], cam_in[None])[0]
+        np.testing.assert_allclose(t_m, t * np.array([1, -1, 1, 1]), atol=1e-9)
+
+
+def test_augmented_batches_and_their_latent_cache(tmp_path):
+    """augmentations=1 draws exactly the old pairs; with codes, both views are augmented alike, the pose is
+    mirrored with them, and the cache row of each flat index is the augmented view's encoding."""
+    images, poses = _arrays()
+    batcher = PairBatcher(images, poses)
+    plain = batcher.batch(step=3, batch_size=24)
+    assert all(torch.equal(plain[k], batcher.batch(step=3, batch_size=24, augmentations=1)[k]) for k in plain)
+    aug = batcher.batch(step=3, batch_size=24, augmentations=12)
+    code = aug["target_index"] // (5 * 4)
+    assert len(set(code.tolist())) > 4 and torch.equal(aug["target_index"] % 20, plain["target_index"])
+    sign = torch.where(code % 2 == 1, -1.0, 1.0)
+    torch.testing.assert_close(aug["pose"][:, 1], plain["pose"][:, 1] * sign)
+    torch.testing.assert_close(aug["pose"][:, [0, 2, 3]], plain["pose"][:, [0, 2, 3]])
+    for key, index in (("cond", "cond_index"), ("target", "target_index")):
+        raw = batcher.images.reshape(-1, 64, 64, 3)[plain[index]]
+        torch.testing.assert_close(aug[key], (augment_views(raw, code).movedim(-1, -3).float() / 127.5 - 1))
+    trainer = Trainer(_config(tmp_path, augment="mirror+rgb"), arrays=(images, poses))
+    mean, _ = trainer.latent_cache
+    assert mean.shape[0] == 12 * 20
+    dist = trainer.vae.encode(aug["target"]).latent_dist
+    torch.testing.assert_close(mean[aug["target_index"]], dist.mean, atol=1e-5, rtol=1e-4)
+    trainer.fit()
+    assert trainer.step == 4
+    with pytest.raises(ValueError, match="augment must be one of"):
+        TrainConfig(augment="flip")

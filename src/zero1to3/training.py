@@ -12,6 +12,7 @@ the data the interrupted one would have.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import logging
 import math
@@ -84,6 +85,12 @@ class TrainConfig:
     ema_decay: float = option(0.9999, "decay of the EMA weights that are exported")
     mixed_precision: str = option("no", "autocast precision", choices=("no", "fp16", "bf16"))
     gradient_checkpointing: bool = option(False, "recompute UNet activations in the backward pass (memory)")
+    #: Same numbers (a layout change); cuDNN's tensor-core convolutions prefer NHWC.
+    channels_last: bool = option(False, "UNet weights and inputs in channels-last layout (GPU speed)")
+    #: Inductor has produced wrong gradients for this UNet on a CPU (docs/training.md): compile only where
+    #: benchmarks/train_throughput.py has shown its gradients equal eager's on the same device.
+    compile_unet: bool = option(False, "torch.compile the UNet (in place: checkpoints keep their keys); "
+                                       "prove its gradients first with benchmarks/train_throughput.py")
     #: The official CLIP is frozen; the small preset has no pretrained CLIP, so it learns its encoder.
     train_image_encoder: bool = option(False, "also train CLIP (the small preset has no pretrained one)")
     uncond_probability: float = option(0.05, "share of pairs trained without conditioning (classifier-free "
@@ -95,6 +102,12 @@ class TrainConfig:
                                         "rising linearly towards pure noise")
     near_view_candidates: int = option(1, "input = the nearest (camera direction) of this many random other "
                                           "views of the target's object; 1 = uniform pairs (the paper's)")
+    #: A mirrored pair is another valid pair (the world mirrored through the input camera's vertical plane:
+    #: both images flip left-right and the azimuth change changes sign), and a white-background object with
+    #: its colour channels reordered is another object: more pairs for a data-limited model.
+    augment: str = option("none", "none (the paper's), mirror (pairs mirrored left-right, sin(d_azimuth) "
+                                  "negated) or mirror+rgb (x the 6 orderings of the colour channels)",
+                          choices=("none", "mirror", "mirror+rgb"))
     checkpoint_every: int = option(1000, "steps between checkpoints")
     keep_checkpoints: int = option(2, "checkpoints kept on disk")
     sample_every: int = option(1000, "steps between sample grids (0: never)")
@@ -141,7 +154,7 @@ class TrainConfig:
         if self.foreground_ratio is not None:
             check_range("foreground_ratio", self.foreground_ratio, 0.05, 1.0)
         choices = {"lr_schedule": ("constant", "cosine"), "mixed_precision": ("no", "fp16", "bf16"),
-                   "on_nonfinite": ("stop", "skip"), "preset": PRESETS}
+                   "on_nonfinite": ("stop", "skip"), "preset": PRESETS, "augment": tuple(AUGMENTATIONS)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -183,6 +196,21 @@ class VAETrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------- data
+#: TrainConfig.augment -> number of augmentation codes (see :func:`augment_views`).
+AUGMENTATIONS: dict[str, int] = {"none": 1, "mirror": 2, "mirror+rgb": 12}
+#: Colour-channel orderings, the identity first (code 0 is the render as it is).
+RGB_ORDERS = torch.tensor(list(itertools.permutations(range(3))))
+
+
+def augment_views(images: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    """Views [B, H, W, 3] under augmentation ``code`` [B]: odd codes mirror left-right, ``code // 2`` picks
+    the RGB order. Both keep a white background white; the pair's pose must be mirrored with the images."""
+    code = code.to(images.device)
+    order = RGB_ORDERS.to(images.device)[code // 2]
+    out = torch.gather(images, -1, order[:, None, None, :].expand_as(images))
+    return torch.where((code % 2 == 1)[:, None, None, None], out.flip(-2), out)
+
+
 class PairBatcher:
     """Random pairs of distinct views of one object, drawn on the device from in-memory renders.
 
@@ -211,13 +239,17 @@ class PairBatcher:
         return self.images.shape[1]
 
     def batch(self, step: int, batch_size: int, seed: int = 0, rank: int = 0,
-              with_target_pixels: bool = True, near_view_candidates: int = 1) -> dict[str, torch.Tensor]:
+              with_target_pixels: bool = True, near_view_candidates: int = 1,
+              augmentations: int = 1) -> dict[str, torch.Tensor]:
         """Drawn with a generator on the data's device: no host->device copy (a stream sync) per step.
 
         ``target_index`` / ``cond_index`` are flat view indices (object * views + view), for caches; a
         trainer with a latent cache needs no target pixels (``with_target_pixels=False`` skips them).
         ``near_view_candidates`` > 1: the input is the one of that many random other views whose camera
         direction is closest to the target's (TrainConfig.near_view_candidates).
+        ``augmentations`` > 1: each pair gets a random code of :func:`augment_views` (both views alike, the
+        pose mirrored with them); flat indices then count views x codes (code * N * V + object * V + view),
+        as a cache built by :meth:`Trainer.encode_all` over the codes. 1: the same draws as without it.
         """
         g = torch.Generator(device=self.device).manual_seed(mix_seed(seed, step, rank, 0))
         n, v = self.images.shape[:2]
@@ -230,15 +262,30 @@ class PairBatcher:
             second = second.gather(1, cosine.argmax(1, keepdim=True))
         second = second[:, 0]
         pose = conditioning_vector(self.spherical[obj, first] - self.spherical[obj, second]).float()
-        batch = {"cond": to_unit(self.images[obj, second]), "pose": pose,
-                 "target_index": obj * v + first, "cond_index": obj * v + second}
+        code = torch.zeros_like(obj)
+        if augmentations > 1:
+            code = torch.randint(augmentations, (batch_size,), generator=g, device=self.device)
+            pose[:, 1] = torch.where(code % 2 == 1, -pose[:, 1], pose[:, 1])
+
+        def views(index: torch.Tensor) -> torch.Tensor:
+            pixels = self.images[obj, index]
+            return to_unit(augment_views(pixels, code) if augmentations > 1 else pixels)
+
+        offset = code * (n * v)
+        batch = {"cond": views(second), "pose": pose,
+                 "target_index": offset + obj * v + first, "cond_index": offset + obj * v + second}
         if with_target_pixels:
-            batch["target"] = to_unit(self.images[obj, first])
+            batch["target"] = views(first)
         return batch
 
-    def flat_images(self) -> torch.Tensor:
-        """Every view, uint8 [N*V, H, W, 3], in the order of the flat indices."""
-        return self.images.reshape(-1, *self.images.shape[2:])
+    def flat_images(self, augmentations: int = 1) -> torch.Tensor:
+        """Every view, uint8 [N*V, H, W, 3], in the order of the flat indices: a view under each of
+        ``augmentations`` codes when > 1 ([codes*N*V, ...], built on the device)."""
+        flat = self.images.reshape(-1, *self.images.shape[2:])
+        if augmentations == 1:
+            return flat
+        codes = torch.arange(augmentations, device=flat.device).repeat_interleave(flat.shape[0])
+        return augment_views(flat.repeat(augmentations, 1, 1, 1), codes)
 
 
 class PoseAlteredBatcher:
@@ -257,8 +304,10 @@ class PoseAlteredBatcher:
         self.inner, self.alteration = inner, alteration
 
     def batch(self, step: int, batch_size: int, seed: int = 0, rank: int = 0,
-              with_target_pixels: bool = True, near_view_candidates: int = 1) -> dict[str, torch.Tensor]:
-        batch = self.inner.batch(step, batch_size, seed, rank, with_target_pixels, near_view_candidates)
+              with_target_pixels: bool = True, near_view_candidates: int = 1,
+              augmentations: int = 1) -> dict[str, torch.Tensor]:
+        batch = self.inner.batch(step, batch_size, seed, rank, with_target_pixels, near_view_candidates,
+                                 augmentations)
         pose = batch["pose"].clone()
         if self.alteration == "mirror":
             pose[:, 1] = -pose[:, 1]
@@ -295,11 +344,12 @@ class TrainModule(torch.nn.Module):
     """The trained parts in one module, so accelerate can wrap it (DDP/FSDP) as a whole."""
 
     def __init__(self, unet: torch.nn.Module, camera_projection: CameraProjection,
-                 image_encoder: torch.nn.Module | None) -> None:
+                 image_encoder: torch.nn.Module | None, channels_last: bool = False) -> None:
         super().__init__()
         self.unet = unet
         self.camera_projection = camera_projection
         self.image_encoder = image_encoder  # None when frozen (kept outside, not wrapped)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def forward(self, noisy: torch.Tensor, t: torch.Tensor, concat: torch.Tensor, clip_embedding: torch.Tensor | None,
                 cond_images: torch.Tensor | None, pose: torch.Tensor, clip_keep: torch.Tensor) -> torch.Tensor:
@@ -307,7 +357,19 @@ class TrainModule(torch.nn.Module):
             clip_embedding = clip_image_embedding(self.image_encoder, cond_images)
         clip_embedding = clip_embedding * clip_keep[:, None, None].to(clip_embedding.dtype)
         context = self.camera_projection(clip_embedding, pose)
-        return self.unet(torch.cat([noisy, concat], 1), t, encoder_hidden_states=context).sample
+        unet_input = torch.cat([noisy, concat], 1).contiguous(memory_format=self.memory_format)
+        return self.unet(unet_input, t, encoder_hidden_states=context).sample
+
+
+def compile_in_place(module: torch.nn.Module) -> None:
+    """``module.compile()`` (state-dict keys unchanged), without Inductor's fused mixed-order reductions:
+    public reports (pytorch/pytorch #190796, #193061) tie them to silently wrong gradients."""
+    import torch._inductor.config as inductor_config
+
+    triton = getattr(inductor_config, "triton", None)
+    if triton is not None and hasattr(triton, "mix_order_reduction"):
+        triton.mix_order_reduction = False
+    module.compile()
 
 
 def draw_timesteps(count: int, steps: int, power: float, generator: torch.Generator) -> torch.Tensor:
@@ -438,6 +500,10 @@ class Trainer:
             vae = AutoencoderKL.from_pretrained(config.vae_path, local_files_only=True, use_safetensors=True).float()
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
+        if config.channels_last:
+            unet.to(memory_format=torch.channels_last)
+        if config.compile_unet:
+            compile_in_place(unet)
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision, torch.float32)
         self.vae = vae.to(acc.device, self.weight_dtype).requires_grad_(False).eval()
         self.scaling_factor = float(vae.config.scaling_factor)
@@ -448,7 +514,7 @@ class Trainer:
         for trained in (unet, projection, encoder):
             if trained is not None:  # a loaded pipeline arrives frozen
                 trained.requires_grad_(True).train()
-        module = TrainModule(unet, projection, encoder)
+        module = TrainModule(unet, projection, encoder, channels_last=config.channels_last)
         module = acc.prepare(module)
         # Built after wrapping, so under FSDP each rank keeps the EMA of its own shards.
         self.ema = EMAModel([p for p in module.parameters() if p.requires_grad], decay=config.ema_decay, foreach=True)
@@ -483,7 +549,7 @@ class Trainer:
             batcher = PairBatcher(images, poses, acc.device)
         self.batcher = batcher
         if config.cache_latents:
-            self.latent_cache = self.encode_all(batcher.flat_images())
+            self.latent_cache = self.encode_all(batcher.flat_images(AUGMENTATIONS[config.augment]))
         self.step = 0
         self.out = Path(config.output_dir)
         self._stop = False
@@ -692,10 +758,13 @@ class Trainer:
         self.module.eval()
         total = 0.0
         try:
-            for k in range(batches):
-                batch = batcher.batch(10**9 + k, batch_size, seed=self.config.seed + 7)
-                with self.accelerator.autocast():
-                    total += self.loss(batch, self._generator(10**9 + k, 2), use_cache=False, timestep_power=1.0).item()
+            # eager even under compile_unet: its other batch size and eval mode would each recompile
+            with torch.compiler.set_stance("force_eager"):
+                for k in range(batches):
+                    batch = batcher.batch(10**9 + k, batch_size, seed=self.config.seed + 7)
+                    with self.accelerator.autocast():
+                        total += self.loss(batch, self._generator(10**9 + k, 2), use_cache=False,
+                                           timestep_power=1.0).item()
         finally:
             if use_ema:
                 self.ema.restore(params)
@@ -739,7 +808,8 @@ class Trainer:
                 g = self._generator(self.step, acc.process_index, 1)
                 batch = self.batcher.batch(self.step, per_rank, cfg.seed, acc.process_index,
                                            with_target_pixels=self.latent_cache is None,
-                                           near_view_candidates=cfg.near_view_candidates)
+                                           near_view_candidates=cfg.near_view_candidates,
+                                           augmentations=AUGMENTATIONS[cfg.augment])
                 self.module.train()
                 with acc.autocast():
                     loss = self.loss(batch, g)
@@ -849,7 +919,15 @@ class Trainer:
 
         if self.fsdp:
             raise NotImplementedError("export under FSDP: resume the run on one GPU (or DDP) and export there")
-        module = copy.deepcopy(self.accelerator.unwrap_model(self.module)).float()
+        trained = self.accelerator.unwrap_model(self.module)
+        # a compiled forward does not deep-copy: the copy gets the plain one
+        compiled = trained.unet.__dict__.pop("_compiled_call_impl", None)
+        try:
+            module = copy.deepcopy(trained).float()
+        finally:
+            if compiled is not None:
+                trained.unet._compiled_call_impl = compiled
+        module.unet.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors
         if use_ema:
             self.ema.copy_to([p for p in module.parameters() if p.requires_grad])
         encoder = module.image_encoder if module.image_encoder is not None else copy.deepcopy(self.frozen_encoder)
