@@ -20,9 +20,12 @@ MINUTES=${MINUTES:-7}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 EVAL_LIMIT=${EVAL_LIMIT:-0}
 INIT=${INIT:-src/zero1to3/weights/tiny}
-TRAIN=${TRAIN:-train64}  # the training shard folder under .data (e.g. train64s: a pack that fits one call with init)
+# training shard folders under .data, space-separated: a set too large for one call travels in two back-to-back
+# calls (e.g. TRAIN="train64s train64mg": the first call carries one, the next the other; both stay staged)
+TRAIN=${TRAIN:-train64}
 source scripts/device_env.sh
-stage_data "$TRAIN" val64 test64 seg128 bg init  # init: a model to continue (INIT=$WORK/data/init)
+# shellcheck disable=SC2086
+stage_data $TRAIN val64 test64 seg128 bg init  # init: a model to continue (INIT=$WORK/data/init)
 echo "staged data: $(ls "$WORK/data" | tr '\n' ' ')" | tee "$OUT/staged.txt"
 if [ -d .gl ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi  # only to render on this machine
 install_wheels || exit 1
@@ -30,9 +33,12 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.t
 if [ -n "${SEGMENTER_CMD:-}" ]; then  # the segmenter trains beside the diffusion model on the same GPU
   (eval "$SEGMENTER_CMD" > "$OUT/segmenter.log" 2>&1; echo "segmenter rc $?" >> "$OUT/segmenter.log") &
 fi
+train_dirs=()
+for t in $TRAIN; do [ -d "$WORK/data/$t" ] && train_dirs+=("$WORK/data/$t"); done
+echo "training data: ${train_dirs[*]}" | tee -a "$OUT/staged.txt"
 if [ "$MINUTES" != "0" ]; then
   python3 scripts/train_default_model.py --work "$WORK" --out "$OUT" --minutes "$MINUTES" \
-    --data "$WORK/data/$TRAIN" --val-data "$WORK/data/val64" --init-from "$INIT" $TRAIN_ARGS \
+    --data "${train_dirs[@]}" --val-data "$WORK/data/val64" --init-from "$INIT" $TRAIN_ARGS \
     2>&1 | grep -v "it/s\]" > "$OUT/train.log"
 fi
 model=$WORK/export

@@ -12,8 +12,8 @@ import trimesh
 from PIL import Image
 
 from zero1to3.cli import main as cli_main
-from zero1to3.data.corpus import (ReservedSourceError, Source, build_corpus, check_not_reserved, read_md2,
-                                  split_files)
+from zero1to3.data.corpus import (SOURCES, ReservedSourceError, Source, build_corpus, check_not_reserved,
+                                  convert_object, read_g3d, read_md2, split_files)
 from zero1to3.data.render import load_mesh
 
 
@@ -163,3 +163,61 @@ def test_md2_reader_hand_built(tmp_path: Path) -> None:
     by_position = {tuple(v): tuple(uv) for v, uv in zip(mesh.vertices.round(3), mesh.visual.uv)}
     assert by_position[(1.0, 0.0, 0.0)] == (0.0, 1.0) and by_position[(2.0, 0.0, 0.0)] == (1.0, 1.0)
     assert by_position[(1.0, 2.0, 0.0)] == (0.0, 0.0)
+
+
+def _g3d_bytes(frames: np.ndarray, uv: np.ndarray, faces: np.ndarray, texture: bytes = b"skin.png") -> bytes:
+    """A one-mesh MegaGlest G3D v4 file: header, mesh header, diffuse texture name, data."""
+    num_frames, num_vertices, _ = frames.shape
+    header = b"G3D" + bytes([4]) + np.array([1], "<u2").tobytes() + bytes([0])
+    mesh = b"body".ljust(64, b"\0") + np.array([num_frames, num_vertices, faces.size], "<u4").tobytes()
+    mesh += np.array([0.6] * 3 + [0.3] * 3 + [10.0, 1.0], "<f4").tobytes() + np.array([0, 1], "<u4").tobytes()
+    mesh += texture.ljust(64, b"\0")
+    normals = np.zeros_like(frames)
+    return (header + mesh + frames.astype("<f4").tobytes() + normals.astype("<f4").tobytes()
+            + uv.astype("<f4").tobytes() + faces.astype("<u4").tobytes())
+
+
+def test_g3d_reader_hand_built(tmp_path: Path) -> None:
+    """First frame, texture coordinates as stored, the diffuse texture name; a file that does not parse to
+    its exact length (or another version) is refused; convert_object turns it +Z up with its texture."""
+    box = trimesh.creation.box(extents=(0.5, 2.0, 1.0))  # tallest along +Y, the game's up axis
+    frame0 = np.asarray(box.vertices, np.float32)
+    frames = np.stack([frame0, frame0 + 5.0])
+    uv = (frame0[:, :2] - frame0[:, :2].min(0)) / np.ptp(frame0[:, :2], axis=0)
+    faces = np.asarray(box.faces)
+    data = _g3d_bytes(frames, uv, faces)
+    (tmp_path / "m.g3d").write_bytes(data)
+    [(mesh, texture)] = read_g3d(tmp_path / "m.g3d")
+    assert texture == "skin.png"
+    np.testing.assert_array_equal(mesh.vertices, frame0)
+    np.testing.assert_array_equal(mesh.faces, faces)
+    np.testing.assert_array_equal(mesh.visual.uv, uv)
+    (tmp_path / "short.g3d").write_bytes(data[:-4])
+    with pytest.raises(ValueError, match="G3D"):
+        read_g3d(tmp_path / "short.g3d")
+    (tmp_path / "v3.g3d").write_bytes(data[:3] + bytes([3]) + data[4:])
+    with pytest.raises(ValueError, match="version 3"):
+        read_g3d(tmp_path / "v3.g3d")
+    Image.fromarray(np.full((8, 8, 3), (200, 30, 30), np.uint8)).save(tmp_path / "skin.png")
+    source = SOURCES["megaglest-data"]
+    converted = convert_object(tmp_path / "m.g3d", up_axis=source.up_axis)
+    extents = converted.bounds[1] - converted.bounds[0]
+    assert np.argmax(extents) == 2 and extents.max() == pytest.approx(1.0)  # the game's +Y is now +Z
+    image = converted.visual.material.baseColorTexture or converted.visual.material.image
+    assert np.asarray(image.convert("RGB"))[0, 0].tolist() == [200, 30, 30]
+
+
+def test_megaglest_source_keeps_one_model_per_unit() -> None:
+    """Animation and state variants are excluded by the source's pattern; the standing/base models stay."""
+    import re
+
+    exclude = re.compile(SOURCES["megaglest-data"].exclude, re.I)
+    kept = ["megapack/factions/egypt/units/anubis_warrior/models/anubis_standing.g3d",
+            "megapack/factions/tech/units/barracks/models/barracks.g3d", "forest/models/tree2.g3d"]
+    dropped = ["megapack/factions/egypt/units/anubis_warrior/models/anubis_walking.g3d",
+               "megapack/factions/egypt/units/anubis_warrior/models/anubis_dying.g3d",
+               "megapack/factions/tech/units/barracks/models/barracks_construction.g3d",
+               "megapack/factions/tech/units/worker/models/worker_idle2.g3d",
+               "megapack/factions/tech/units/worker/models/worker_attacking.g3d"]
+    assert not [r for r in kept if exclude.search(r)]
+    assert all(exclude.search(r) for r in dropped)

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 import zipfile
@@ -110,6 +111,14 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("minetest-data", (f"{_G}/minetest",), (".obj", ".b3d"), up_axis="y", category_levels=(1,)),
     Source("warzone2100-data", (f"{_G}/warzone2100/base.wz", f"{_G}/warzone2100/mp.wz"), (".pie",), up_axis="y",
            exclude=DEFAULT_EXCLUDE + r"|^(effects|misc)/", category_levels=(0, 1)),
+    # one model per unit or building: animation and state variants (walking, dying, construction, ...) and
+    # the menu's old-format models are left out
+    Source("megaglest-data", (f"{_G}/megaglest/techs", f"{_G}/megaglest/tilesets"), (".g3d",), up_axis="y",
+           exclude=DEFAULT_EXCLUDE + r"|(^|[/_])(dying|die|dead|death|walking|walk|run|running|attacking|attack"
+                                     r"|charging|charge|construction|destruction|destroyed|building|build|mining"
+                                     r"|morphing|healing|heal|producing|loaded|harvesting|working|repairing"
+                                     r"|idle\d*|wood|gold|stone|carrying)(\d*)(\.g3d$|[/_])",
+           category_levels=(0,)),
     Source("0ad-data", (f"{_G}/0ad/mods/public/public.zip",), (".xml",), up_axis="y", reader="0ad-actors",
            exclude=DEFAULT_EXCLUDE + r"|^(particle|special|temp|campaigns)/|destruct|rubble|garrison|"
                                      r"(^|/)(units/.*(infantry|cavalry|hero|champion|support|female|citizen))",
@@ -118,7 +127,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
 
 #: Default split of the known packages: whole packages per split (held-out makers).
 DEFAULT_SPLITS: dict[str, str] = {
-    "0ad-data": "train", "ufoai-data": "train", "minetest-data": "train",
+    "0ad-data": "train", "ufoai-data": "train", "minetest-data": "train", "megaglest-data": "train",
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
 }
@@ -389,6 +398,60 @@ def read_pie(path: Path) -> tuple[trimesh.Trimesh, str]:
     mesh = trimesh.Trimesh(np.array(vertices), np.array(faces), process=False)
     mesh.visual = trimesh.visual.TextureVisuals(uv=np.array(uvs))
     return mesh, texture
+
+
+#: G3D v4 mesh header after the 64-byte name: frames, vertices, indices, diffuse[3], specular[3],
+#: specular power, opacity, property flags, texture flags.
+_G3D_MESH = struct.Struct("<3I3f3f2f2I")
+
+
+def read_g3d(path: Path) -> list[tuple[trimesh.Trimesh, str]]:
+    """(mesh, diffuse texture name or "") per mesh of a MegaGlest G3D v4 model, first animation frame. The
+    format (public with the game): "G3D", version byte, mesh count (uint16), model type (uint8); per mesh a
+    64-byte name, the header above, one 64-byte name per texture flag bit (diffuse first), then positions
+    and normals (frames x vertices x 3 floats each), texture coordinates (vertices x 2, if textured) and
+    uint32 triangle indices. Parsing must end exactly at the end of the file."""
+    data = Path(path).read_bytes()
+    if data[:3] != b"G3D":
+        raise ValueError("not a G3D model")
+    if data[3] != 4:
+        raise ValueError(f"G3D version {data[3]} (only 4 is read)")
+    count = struct.unpack_from("<H", data, 4)[0]
+    offset = 7
+    meshes = []
+    try:
+        for _ in range(count):
+            offset += 64  # mesh name
+            frames, num_vertices, num_indices, *_, textures = _G3D_MESH.unpack_from(data, offset)
+            offset += _G3D_MESH.size
+            names = []
+            for bit in range(8):
+                if textures & (1 << bit):
+                    names.append(data[offset:offset + 64].split(b"\0")[0].decode("latin-1"))
+                    offset += 64
+            positions = np.frombuffer(data, "<f4", num_vertices * 3, offset).reshape(-1, 3)  # frame 0
+            offset += 2 * frames * num_vertices * 12  # every frame's positions, then normals
+            uv = None
+            if textures:
+                uv = np.frombuffer(data, "<f4", num_vertices * 2, offset).reshape(-1, 2)
+                offset += num_vertices * 8
+            faces = np.frombuffer(data, "<u4", num_indices, offset).reshape(-1, 3)
+            offset += num_indices * 4
+            if len(faces) == 0 or (len(faces) and int(faces.max()) >= num_vertices):
+                continue
+            mesh = trimesh.Trimesh(positions.astype(np.float64), faces.astype(np.int64), process=False)
+            texture = names[0] if names and textures & 1 else ""
+            if uv is not None:
+                material = trimesh.visual.material.SimpleMaterial(name=texture or None)
+                mesh.visual = trimesh.visual.TextureVisuals(uv=uv.astype(np.float64), material=material)
+            meshes.append((mesh, texture))
+    except (struct.error, ValueError) as exc:
+        raise ValueError(f"truncated G3D model ({exc})") from exc
+    if offset != len(data):
+        raise ValueError(f"G3D model parsed to byte {offset} of {len(data)}")
+    if not meshes:
+        raise ValueError("no meshes")
+    return meshes
 
 
 def _texture_0ad(names: set[str], file: str) -> str | None:
@@ -681,6 +744,10 @@ def _load_file_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trime
             if texture:
                 textures[""] = texture
             return [mesh]
+        if suffix == ".g3d":
+            parts = read_g3d(path)
+            textures.update({name: name for _, name in parts if name})
+            return [mesh for mesh, _ in parts]
         if suffix == ".md2":
             mesh, skins = read_md2(path)
             for skin in skins:
