@@ -11,6 +11,7 @@ the data the interrupted one would have.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -759,7 +760,7 @@ class Trainer:
         total = 0.0
         try:
             # eager even under compile_unet: its other batch size and eval mode would each recompile
-            with torch.compiler.set_stance("force_eager"):
+            with (torch.compiler.set_stance("force_eager") if self.config.compile_unet else contextlib.nullcontext()):
                 for k in range(batches):
                     batch = batcher.batch(10**9 + k, batch_size, seed=self.config.seed + 7)
                     with self.accelerator.autocast():
