@@ -118,6 +118,7 @@ def main(argv=None) -> None:
     n = len(args.grid)
     extra = {} if args.sds_weight is None else {"w_sds": args.sds_weight}
     records = []
+    skipped: dict[str, str] = {}
     folders = sorted(p for p in data.iterdir() if p.is_dir())[: args.objects][part::parts]
     for k, folder in enumerate(folders):
         view, elev, az, radius = pick_view(folder, *args.elevation_range)
@@ -131,7 +132,12 @@ def main(argv=None) -> None:
                              grid_resolutions=args.grid, render_resolutions=args.render,
                              milestones=tuple(i / n for i in range(n)), **extra)
         t0 = time.perf_counter()
-        result = reconstruct(pipe, folder / f"{view:03d}.png", config, progress=False)
+        try:
+            result = reconstruct(pipe, folder / f"{view:03d}.png", config, progress=False)
+        except ValueError as exc:  # e.g. an input view with no object in it: the other objects still count
+            skipped[folder.name] = str(exc)
+            print(f"# {folder.name}: view {view:03d} skipped ({exc})", flush=True)
+            continue
         seconds = time.perf_counter() - t0
         mask = result.reference.mask.cpu().numpy()
         meshes = {"ours (SDS)": result.mesh,
@@ -149,7 +155,9 @@ def main(argv=None) -> None:
         print(f"# {folder.name}: view {view:03d} (elev {elev:.1f}, az {az:.1f}), {seconds:.1f} s, "
               f"iso {result.iso.describe()}", flush=True)
     (args.out / "results.json").write_text(json.dumps(dict(args={k: str(v) for k, v in vars(args).items()},
-                                                           records=records), indent=2))
+                                                           records=records, skipped=skipped), indent=2))
+    if skipped:
+        print(f"\n{len(skipped)} object(s) skipped (not in the means): {', '.join(skipped)}")
     print("\n| object (input view) | method | Chamfer ↓ | IoU ↑ | F@0.05 ↑ | s / object |")
     print("|---|---|---|---|---|---|")
     for r in records:
