@@ -213,11 +213,14 @@ def test_megaglest_source_keeps_one_model_per_unit() -> None:
 
     exclude = re.compile(SOURCES["megaglest-data"].exclude, re.I)
     kept = ["megapack/factions/egypt/units/anubis_warrior/models/anubis_standing.g3d",
-            "megapack/factions/tech/units/barracks/models/barracks.g3d", "forest/models/tree2.g3d"]
+            "megapack/factions/tech/units/barracks/models/barracks.g3d", "forest/models/tree2.g3d",
+            "megapack/resources/gold/models/gold.g3d", "megapack/factions/magic/units/golem/models/stone_model.g3d"]
     dropped = ["megapack/factions/egypt/units/anubis_warrior/models/anubis_walking.g3d",
                "megapack/factions/egypt/units/anubis_warrior/models/anubis_dying.g3d",
                "megapack/factions/tech/units/barracks/models/barracks_construction.g3d",
                "megapack/factions/tech/units/worker/models/worker_idle2.g3d",
-               "megapack/factions/tech/units/worker/models/worker_attacking.g3d"]
+               "megapack/factions/tech/units/worker/models/worker_attacking.g3d",
+               "megapack/factions/egypt/units/slave/models/slave_harvesting_wood.g3d",
+               "megapack/factions/tech/units/worker/models/worker_standing_loaded_wood.g3d"]
     assert not [r for r in kept if exclude.search(r)]
     assert all(exclude.search(r) for r in dropped)

@@ -117,7 +117,8 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
            exclude=DEFAULT_EXCLUDE + r"|(^|[/_])(dying|die|dead|death|walking|walk|run|running|attacking|attack"
                                      r"|charging|charge|construction|destruction|destroyed|building|build|mining"
                                      r"|morphing|healing|heal|producing|loaded|harvesting|working|repairing"
-                                     r"|idle\d*|wood|gold|stone|carrying)(\d*)(\.g3d$|[/_])",
+                                     r"|idle\d*|carrying)(\d*)(\.g3d$|[/_])"
+                                     r"|_(wood|gold|stone)(\d*)(\.g3d$|_)",  # carried loads (resource models stay)
            category_levels=(0,)),
     Source("0ad-data", (f"{_G}/0ad/mods/public/public.zip",), (".xml",), up_axis="y", reader="0ad-actors",
            exclude=DEFAULT_EXCLUDE + r"|^(particle|special|temp|campaigns)/|destruct|rubble|garrison|"
