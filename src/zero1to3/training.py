@@ -279,14 +279,9 @@ class PairBatcher:
             batch["target"] = views(first)
         return batch
 
-    def flat_images(self, augmentations: int = 1) -> torch.Tensor:
-        """Every view, uint8 [N*V, H, W, 3], in the order of the flat indices: a view under each of
-        ``augmentations`` codes when > 1 ([codes*N*V, ...], built on the device)."""
-        flat = self.images.reshape(-1, *self.images.shape[2:])
-        if augmentations == 1:
-            return flat
-        codes = torch.arange(augmentations, device=flat.device).repeat_interleave(flat.shape[0])
-        return augment_views(flat.repeat(augmentations, 1, 1, 1), codes)
+    def flat_images(self) -> torch.Tensor:
+        """Every view, uint8 [N*V, H, W, 3], in the order of the flat indices (of code 0)."""
+        return self.images.reshape(-1, *self.images.shape[2:])
 
 
 class PoseAlteredBatcher:
@@ -550,7 +545,7 @@ class Trainer:
             batcher = PairBatcher(images, poses, acc.device)
         self.batcher = batcher
         if config.cache_latents:
-            self.latent_cache = self.encode_all(batcher.flat_images(AUGMENTATIONS[config.augment]))
+            self.latent_cache = self.encode_all(batcher.flat_images(), augmentations=AUGMENTATIONS[config.augment])
         self.step = 0
         self.out = Path(config.output_dir)
         self._stop = False
@@ -680,15 +675,22 @@ class Trainer:
 
     # -------------------------------------------------------------- step
     @torch.no_grad()
-    def encode_all(self, images: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-        """VAE posterior (mean, std) of uint8 [N, H, W, 3] views, float32, on the device."""
+    def encode_all(self, images: torch.Tensor, chunk: int = 512,
+                   augmentations: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """VAE posterior (mean, std) of uint8 [N, H, W, 3] views, float32, on the device; with
+        ``augmentations`` > 1, of every view under each code in turn ([codes * N], the order of
+        PairBatcher's flat indices), augmented chunk by chunk so no augmented copy of the data is held."""
         dev = self.accelerator.device
         means, stds = [], []
-        for part in images.split(chunk):
-            with self.accelerator.autocast():
-                mean, std = latent_moments(self.vae, to_unit(part.to(dev)).to(self.weight_dtype))
-            means.append(mean.float())
-            stds.append(std.float())
+        for code in range(augmentations):
+            for part in images.split(chunk):
+                part = part.to(dev)
+                if augmentations > 1:
+                    part = augment_views(part, torch.full((len(part),), code, device=dev))
+                with self.accelerator.autocast():
+                    mean, std = latent_moments(self.vae, to_unit(part).to(self.weight_dtype))
+                means.append(mean.float())
+                stds.append(std.float())
         return torch.cat(means), torch.cat(stds)
 
     def _moments(self, batch: dict[str, torch.Tensor],
