@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import itertools
 import json
 import logging
@@ -199,15 +200,18 @@ class VAETrainConfig:
 # ---------------------------------------------------------------------------------------------- data
 #: TrainConfig.augment -> number of augmentation codes (see :func:`augment_views`).
 AUGMENTATIONS: dict[str, int] = {"none": 1, "mirror": 2, "mirror+rgb": 12}
-#: Colour-channel orderings, the identity first (code 0 is the render as it is).
-RGB_ORDERS = torch.tensor(list(itertools.permutations(range(3))))
+@functools.lru_cache(maxsize=None)
+def rgb_orders(device: torch.device) -> torch.Tensor:
+    """Colour-channel orderings [6, 3] on ``device``, the identity first (code 0 is the render as it is);
+    made once per device, so a training step copies nothing from the host."""
+    return torch.tensor(list(itertools.permutations(range(3))), device=device)
 
 
 def augment_views(images: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
     """Views [B, H, W, 3] under augmentation ``code`` [B]: odd codes mirror left-right, ``code // 2`` picks
     the RGB order. Both keep a white background white; the pair's pose must be mirrored with the images."""
     code = code.to(images.device)
-    order = RGB_ORDERS.to(images.device)[code // 2]
+    order = rgb_orders(images.device)[code // 2]
     out = torch.gather(images, -1, order[:, None, None, :].expand_as(images))
     return torch.where((code % 2 == 1)[:, None, None, None], out.flip(-2), out)
 

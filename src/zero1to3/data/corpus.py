@@ -438,7 +438,7 @@ def read_g3d(path: Path) -> list[tuple[trimesh.Trimesh, str]]:
                 offset += num_vertices * 8
             faces = np.frombuffer(data, "<u4", num_indices, offset).reshape(-1, 3)
             offset += num_indices * 4
-            if len(faces) == 0 or (len(faces) and int(faces.max()) >= num_vertices):
+            if len(faces) == 0 or int(faces.max()) >= num_vertices:
                 continue
             mesh = trimesh.Trimesh(positions.astype(np.float64), faces.astype(np.int64), process=False)
             texture = names[0] if names and textures & 1 else ""
