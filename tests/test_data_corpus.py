@@ -224,3 +224,94 @@ def test_megaglest_source_keeps_one_model_per_unit() -> None:
                "megapack/factions/tech/units/worker/models/worker_standing_loaded_wood.g3d"]
     assert not [r for r in kept if exclude.search(r)]
     assert all(exclude.search(r) for r in dropped)
+
+
+def test_flightgear_source_finds_one_model_per_object(tmp_path: Path) -> None:
+    """The source's path filter and exclusions, run by the real file discovery on empty stand-in files: scenery
+    models and the chosen aircraft-folder models stay; lights, fences, grass, masts, cockpit parts, shadows,
+    Iceland's lighthouses (light-sector discs) and XML wrappers do not."""
+    import dataclasses
+
+    from zero1to3.data.corpus import _iter_files
+
+    kept = ["Models/Airport/Fire_Hangar.ac", "Models/Transport/bulldozer.ac", "Models/Maritime/Civilian/Lighthouse.ac",
+            "Models/Aircraft/dc3_lowpoly.ac", "Models/Trees/platanus_hispanica6m.ac",
+            "Objects/w160n20/w158n21/phnl1.ac",
+            "Aircraft/c172p/Models/c172p.ac", "Aircraft/c172p/Models/Exterior/chock/chock.ac",
+            "Aircraft/c172p/Models/Interior/Baggages/suitcase1.ac", "Aircraft/Generic/Human/Models/caleb.ac",
+            "Aircraft/Generic/Pilot/WWII/pilot.ac", "Aircraft/ufo/Models/ufo.ac"]
+    dropped = ["Models/Effects/RedLight5000.ac", "Models/Boundaries/Fence_12m.ac", "Models/Trees/grass_Rembr.ac",
+               "Models/Airport/Approach_lights_1.ac", "Models/Airport/Apronlamp22m180deg.ac",
+               "Models/Airport/egkk_light_mast.ac", "Models/Airport/KSFO_light.ac", "Models/Airport/apt_light-ba.ac",
+               "Models/StreetFurniture/TNCB_DualLightPole.ac", "Models/Agriculture/PolyFrame5x32.ac",
+               "Objects/w030n60/w022n63/Selvogur_Lighthouse.ac", "Objects/w030n60/w024n64/Krossnesviti.ac",
+               "Aircraft/c172p/Models/Effects/shadow/3dskishadow.ac", "Aircraft/c172p/Models/Interior/Yoke/yoke.ac",
+               "Aircraft/c172p/Models/Interior/Panel/Instruments/VSI/VSI.ac", "Aircraft/Generic/sprite.ac",
+               "Aircraft/Generic/Human/Models/outfit/coat-m.ac", "Aircraft/Instruments-3d/alt/alt.ac",
+               "Aircraft/ufo/Models/marker.ac", "Models/Airport/Fire_Hangar.xml"]
+    for rel in kept + dropped:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("AC3Db\n")
+    source = dataclasses.replace(SOURCES["flightgear-data-base"],
+                                 roots=tuple(str(tmp_path / r) for r in ("Models", "Objects", "Aircraft")))
+    found = {str(Path(root).name) + "/" + rel for rel, _, root in _iter_files(source, tmp_path / "x")}
+    assert found == set(kept)
+
+
+def _ac3d_text(parts: list[tuple[trimesh.Trimesh, str]]) -> str:
+    """An AC3D file (+Y up, as FlightGear's): one textured OBJECT poly per (mesh, texture file) part."""
+    lines = ['AC3Db', 'MATERIAL "white" rgb 1 1 1  amb 0.2 0.2 0.2  emis 0 0 0  spec 0 0 0  shi 10  trans 0',
+             "OBJECT world", f"kids {len(parts)}"]
+    for i, (mesh, texture) in enumerate(parts):
+        uv = (mesh.vertices[:, [0, 2]] - mesh.vertices[:, [0, 2]].min(0)) / np.ptp(mesh.vertices[:, [0, 2]], axis=0)
+        lines += ["OBJECT poly", f'name "part{i}"', f'texture "{texture}"', f"numvert {len(mesh.vertices)}"]
+        lines += [" ".join(f"{c:.4f}" for c in v) for v in mesh.vertices]
+        lines.append(f"numsurf {len(mesh.faces)}")
+        for face in mesh.faces:
+            lines += ["SURF 0x10", "mat 0", "refs 3"] + [f"{k} {uv[k, 0]:.4f} {uv[k, 1]:.4f}" for k in face]
+        lines.append("kids 0")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.skipif(__import__("shutil").which("assimp") is None, reason="needs assimp-utils")
+def test_flightgear_ac3d_hand_built(tmp_path: Path) -> None:
+    """A hand-built AC3D model read with the FlightGear source's settings: +Y up becomes +Z up; two parts with
+    their own textures keep their colours in the packed texture (not inverted); a half-transparent texture
+    (a baked shadow) stays transparent; a pole (second side < 8% of the height) is refused as thin."""
+    source = SOURCES["flightgear-data-base"]
+    body = trimesh.creation.box(extents=(1.0, 2.0, 1.0))  # tallest along +Y
+    shadow = trimesh.creation.box(extents=(3.0, 0.05, 3.0))
+    shadow.apply_translation((0.0, -1.0, 0.0))
+    Image.fromarray(np.full((8, 8, 3), (230, 200, 40), np.uint8)).save(tmp_path / "paint.png")
+    Image.fromarray(np.full((8, 8, 4), (10, 10, 10, 90), np.uint8)).save(tmp_path / "shadow.png")
+    (tmp_path / "house.ac").write_text(_ac3d_text([(body, "paint.png"), (shadow, "shadow.png")]))
+    mesh = convert_object(tmp_path / "house.ac", up_axis=source.up_axis, min_side_ratio=source.min_side_ratio,
+                          keep_texture_alpha=source.keep_texture_alpha)
+    extents = mesh.bounds[1] - mesh.bounds[0]
+    assert extents.max() == pytest.approx(1.0) and extents[2] == pytest.approx(2.025 / 3.0, abs=1e-3)  # +Y is now +Z
+    texels = np.asarray(mesh.visual.material.baseColorTexture.convert("RGBA")).reshape(-1, 4)
+    colours = {tuple(t) for t in texels if t[3] > 0}
+    assert (230, 200, 40, 255) in colours and (10, 10, 10, 90) in colours
+    assert not any(abs(int(c[0]) - 26) < 3 and abs(int(c[1]) - 56) < 3 for c in colours)  # 256 - x: inverted
+    pole = trimesh.creation.box(extents=(0.1, 2.0, 0.1))
+    (tmp_path / "pole.ac").write_text(_ac3d_text([(pole, "paint.png")]))
+    with pytest.raises(ValueError, match="thin"):
+        convert_object(tmp_path / "pole.ac", up_axis=source.up_axis, min_side_ratio=source.min_side_ratio)
+    assert convert_object(tmp_path / "pole.ac", up_axis=source.up_axis).faces.shape == (12, 3)
+
+
+def test_limit_group_members_keeps_the_first_of_a_group() -> None:
+    """Only the limited package's groups are capped, per split, in record order."""
+    from zero1to3.data.corpus import ObjectRecord, limit_group_members
+
+    def row(i: int, package: str, group: str, split: str = "train") -> ObjectRecord:
+        return ObjectRecord(id=f"{package}_{i}", package=package, version="1", source_path=f"m{i}.ac", licence="",
+                            file="", faces=12, vertices=8, textured=False, vertex_colours=True, sha256="",
+                            geometry_hash=str(i), category="", group=group, split=split)
+
+    rows = [row(i, "fg", "g1") for i in range(5)] + [row(5, "fg", "g2"), row(6, "fg", "g1", "excluded")]
+    rows += [row(i, "other", "g1") for i in range(7, 11)]
+    limit_group_members(rows, {"fg": 3})
+    assert [r.split for r in rows[:5]] == ["train"] * 3 + ["excluded"] * 2 and "near-copy" in rows[4].note
+    assert rows[5].split == "train" and rows[6].note == ""
+    assert all(r.split == "train" for r in rows[7:])

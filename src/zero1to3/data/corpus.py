@@ -43,7 +43,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["RESERVED_SOURCES", "Source", "SOURCES", "DEFAULT_SPLITS", "ObjectRecord", "ReservedSourceError",
            "check_not_reserved", "build_corpus", "convert_object", "near_duplicate_groups", "assign_splits",
-           "load_manifest", "split_files", "MAX_TEXTURE_SIZE", "MESH_FILE_EXTENSIONS", "read_md2", "read_pmd", "read_pie"]
+           "load_manifest", "split_files", "limit_group_members", "MAX_TEXTURE_SIZE", "MESH_FILE_EXTENSIONS",
+           "read_md2", "read_pmd", "read_pie"]
 
 #: Sources reserved for independent evaluation (BRIEF): never built into a corpus. Matched against
 #: package names and against every component of a folder source's path.
@@ -90,6 +91,15 @@ class Source:
     category_levels: tuple[int, ...] = (0,)
     path_filter: str = ""  #: if set, only relative paths matching this regex
     reader: str = "files"  #: "files" (one model file per object) or "0ad-actors" (0 A.D. actor XMLs)
+    #: objects whose second-largest bounding-box side is below this share of the largest are refused (poles,
+    #: masts, cables: a line in every view); 0 keeps the generic 2% rule only
+    min_side_ratio: float = 0.0
+    #: at most this many objects of one near-duplicate group per split (size/colour variants of one generic
+    #: model, e.g. ``Hangar_14x20m`` .. ``Hangar_25_20``); 0 = no limit (exact copies are dropped anyway)
+    max_per_group: int = 0
+    #: keep every texture's alpha as transparency (texels < 0.5 are not drawn); by default alpha is kept only
+    #: where it looks like cut-out coverage (many games put gloss or team-colour masks there)
+    keep_texture_alpha: bool = False
 
 
 _G = "/usr/share/games"
@@ -120,6 +130,20 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
                                      r"|idle\d*|carrying)(\d*)(\.g3d$|[/_])"
                                      r"|_(wood|gold|stone)(\d*)(\.g3d$|_)",  # carried loads (resource models stay)
            category_levels=(0,)),
+    # FlightGear's static scenery models (buildings, vehicles, ships, parked aircraft, street furniture) and a few
+    # aircraft-folder models (the C172P, its ground equipment and baggage, human figures, pilots). Left out:
+    # light effects, fences and walls, grass strips, approach-light rows, light poles and masts, instrument
+    # panels and cockpit parts, shadow/damage variants; thin objects (poles, cables: second side < 8% of the
+    # largest); beyond 3 size/colour variants of one generic model
+    Source("flightgear-data-base", (f"{_G}/flightgear/Scenery/Models", f"{_G}/flightgear/Scenery/Objects",
+                                    f"{_G}/flightgear/Aircraft"), (".ac",), up_axis="y",
+           exclude=DEFAULT_EXCLUDE + r"|^Boundaries/|^Trees/.*(grass|herbe)|approach_lights|polyframe"
+                                     r"|lamp|light_?pole|light_?mast|lichtmast|[_-]light([_-]ba)?\.ac$|projo"
+                                     r"|^w\d+n\d+/.*(lighthouse|viti)",  # Iceland's: huge light-sector discs
+           path_filter=r"^(?!(c172p|Generic|ufo|Instruments-3d|Instruments)/)"
+                       r"|^c172p/Models/(c172p\.ac$|Exterior/|Interior/(Baggages|FE-ELT)/)"
+                       r"|^Generic/(Human/Models/[a-z]+\.ac$|Pilot/)|^ufo/Models/ufo\.ac$",
+           category_levels=(0,), min_side_ratio=0.08, max_per_group=3, keep_texture_alpha=True),
     Source("0ad-data", (f"{_G}/0ad/mods/public/public.zip",), (".xml",), up_axis="y", reader="0ad-actors",
            exclude=DEFAULT_EXCLUDE + r"|^(particle|special|temp|campaigns)/|destruct|rubble|garrison|"
                                      r"(^|/)(units/.*(infantry|cavalry|hero|champion|support|female|citizen))",
@@ -129,6 +153,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
 #: Default split of the known packages: whole packages per split (held-out makers).
 DEFAULT_SPLITS: dict[str, str] = {
     "0ad-data": "train", "ufoai-data": "train", "minetest-data": "train", "megaglest-data": "train",
+    "flightgear-data-base": "train",
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
 }
@@ -533,12 +558,13 @@ def _guess_albedo(mesh_path: Path) -> Path | None:
     return max(albedo, key=lambda f: f.stat().st_size)
 
 
-def _open_image(path: Path):
+def _open_image(path: Path, cutout: bool = True):
     from PIL import Image
 
     image = Image.open(path)
     image.load()
-    return _alpha_as_cutout(image.convert("RGBA") if image.mode not in ("RGB", "RGBA") else image)
+    image = image.convert("RGBA") if image.mode not in ("RGB", "RGBA") else image
+    return _alpha_as_cutout(image) if cutout else image
 
 
 def _alpha_as_cutout(image):
@@ -600,7 +626,8 @@ def _simplify_glb(path: Path) -> list[str]:
     if data[:4] != b"glTF":
         return []
     length = int.from_bytes(data[12:16], "little")
-    doc = json.loads(data[20:20 + length])
+    # assimp copies names byte for byte (AC3D files hold Latin-1 names): decode leniently, rewrite as UTF-8
+    doc = json.loads(data[20:20 + length].decode("utf-8", "replace"))
     images = [img.get("uri", "") for img in doc.get("images", [])]
     textures = [images[t["source"]] if t.get("source", len(images)) < len(images) else ""
                 for t in doc.get("textures", [])]
@@ -655,10 +682,14 @@ def _has_image(mesh: trimesh.Trimesh) -> bool:
 
 
 def _textured(mesh: trimesh.Trimesh, uv: np.ndarray, image) -> trimesh.Trimesh:
-    """A copy with one white-factor material holding ``image`` (source colour factors are ignored when a
-    texture is present, as Blender's OBJ importer does: they often darken the albedo)."""
+    """A copy with one material holding ``image`` and no colour factor (glTF's default white: source colour
+    factors are ignored when a texture is present, as Blender's OBJ importer does: they often darken the
+    albedo). No explicit factor: trimesh's texture packing (parts with different images) multiplies the
+    texels by the uint8 factor without scaling, so [255, 255, 255, 255] would turn every colour x into -x
+    mod 256 (inverted colours). The texture's alpha is marked as blended so that the packing keeps it (it
+    makes the alpha of unmarked materials opaque); the renderer draws texels with alpha >= 0.5."""
     material = trimesh.visual.material.PBRMaterial(baseColorTexture=image,
-                                                   baseColorFactor=[255, 255, 255, 255])
+                                                   alphaMode="BLEND" if "A" in image.mode else None)
     return trimesh.Trimesh(mesh.vertices, mesh.faces, process=False,
                            visual=trimesh.visual.TextureVisuals(uv=np.asarray(uv)[:, :2], material=material))
 
@@ -716,11 +747,14 @@ def _limit_texture(mesh: trimesh.Trimesh, max_size: int) -> None:
 
 
 def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EXCLUDE,
-                   max_texture: int = MAX_TEXTURE_SIZE, reader: str = "files") -> trimesh.Trimesh:
+                   max_texture: int = MAX_TEXTURE_SIZE, reader: str = "files",
+                   min_side_ratio: float = 0.0, keep_texture_alpha: bool = False) -> trimesh.Trimesh:
     """Load one source model as a single normalised **+Z up** mesh (textures kept, <= ``max_texture`` px).
 
     Scene parts named like terrain/sky/particles/shadows are dropped; untextured parts of a textured model
-    get a one-colour texture so the whole object keeps one material. Raises ValueError for unusable models.
+    get a one-colour texture so the whole object keeps one material. Raises ValueError for unusable models
+    (also for thin ones: second-largest side < ``min_side_ratio`` x the largest). ``keep_texture_alpha``:
+    texture alpha is transparency as it is (else kept only where it looks like cut-out coverage).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -734,7 +768,8 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
     else:
         parts = _load_file_parts(path, textures)
     return _assemble(parts, path, textures, folders, up_axis, name_filter, max_texture,
-                     reader_alpha_check=reader != "0ad-actors")
+                     reader_alpha_check=reader != "0ad-actors" and not keep_texture_alpha,
+                     min_side_ratio=min_side_ratio)
 
 
 def _load_file_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trimesh]:
@@ -782,7 +817,8 @@ def _concatenate(parts: list[trimesh.Trimesh]) -> trimesh.Trimesh:
 
 
 def _assemble(parts: list[trimesh.Trimesh], path: Path, textures: dict[str, str], folders: list[Path],
-              up_axis: str, name_filter: str, max_texture: int, reader_alpha_check: bool = True) -> trimesh.Trimesh:
+              up_axis: str, name_filter: str, max_texture: int, reader_alpha_check: bool = True,
+              min_side_ratio: float = 0.0) -> trimesh.Trimesh:
     suffix = path.suffix.lower()
     exclude = re.compile(name_filter, re.I) if name_filter else None
     kept: list[trimesh.Trimesh] = []
@@ -817,7 +853,7 @@ def _assemble(parts: list[trimesh.Trimesh], path: Path, textures: dict[str, str]
                 found = guessed[0]
             if found is not None:
                 if str(found) not in cache:
-                    cache[str(found)] = _open_image(found)
+                    cache[str(found)] = _open_image(found, cutout=reader_alpha_check)
                 image = cache[str(found)]
         elif reader_alpha_check:
             if id(image) not in cache:
@@ -864,6 +900,8 @@ def _assemble(parts: list[trimesh.Trimesh], path: Path, textures: dict[str, str]
     extents = np.sort(np.asarray(mesh.extents, np.float64))
     if extents[2] <= 0 or extents[1] / extents[2] < 0.02:
         raise ValueError("degenerate (a line or a point)")
+    if extents[1] / extents[2] < min_side_ratio:
+        raise ValueError(f"thin (second side {extents[1] / extents[2]:.3f} of the largest < {min_side_ratio})")
     if float(mesh.area) <= 1e-9 * extents[2] ** 2:
         raise ValueError("degenerate (no area)")
     return normalize_mesh(mesh)
@@ -990,6 +1028,21 @@ def assign_splits(records: list[ObjectRecord], splits: dict[str, str]) -> None:
             seen_geometry.add((r.split, r.geometry_hash))
 
 
+def limit_group_members(records: list[ObjectRecord], limits: dict[str, int]) -> None:
+    """Keep at most ``limits[package]`` objects of one near-duplicate group per split (the first ones in
+    record order, i.e. sorted source paths); the rest are ``excluded``. Packages not in ``limits`` keep all."""
+    seen: Counter = Counter()
+    for r in records:
+        limit = limits.get(r.package, 0)
+        if limit <= 0 or r.split not in ("train", "val", "test"):
+            continue
+        key = (r.package, r.split, r.group)
+        if seen[key] >= limit:
+            r.split, r.note = "excluded", f"near-copy: its group already has {limit} objects in this split"
+        else:
+            seen[key] += 1
+
+
 def cap_package_share(records: list[ObjectRecord], max_share: float) -> None:
     """Move a package's objects beyond ``max_share`` of the kept total to ``<split>_extra`` (stable choice
     by id hash), so no single maker dominates a split's main part."""
@@ -1046,7 +1099,8 @@ def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
                 cached["signature_version"] = SIGNATURE_VERSION
                 _write_json(sidecar, cached)
             return cached["record"], tuple(cached["signature"]), None
-        mesh = convert_object(Path(path), source.up_axis, reader=source.reader)
+        mesh = convert_object(Path(path), source.up_axis, reader=source.reader,
+                              min_side_ratio=source.min_side_ratio, keep_texture_alpha=source.keep_texture_alpha)
         data = write_glb(mesh, Path(out_file))
         textured = _has_image(mesh)
         record = ObjectRecord(
@@ -1132,6 +1186,7 @@ def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = 
     for r in records:
         r.group = groups[r.id]
     assign_splits(records, splits)
+    limit_group_members(records, {s.name: s.max_per_group for s in sources if s.max_per_group > 0})
     cap_package_share(records, max_share)
     (out / "failed.txt").write_text("\n".join(failures) + ("\n" if failures else ""))
     summary.failed = len(failures)
