@@ -315,3 +315,90 @@ def test_limit_group_members_keeps_the_first_of_a_group() -> None:
     assert [r.split for r in rows[:5]] == ["train"] * 3 + ["excluded"] * 2 and "near-copy" in rows[4].note
     assert rows[5].split == "train" and rows[6].note == ""
     assert all(r.split == "train" for r in rows[7:])
+
+
+def test_openarena_source_keeps_items_and_map_objects(tmp_path: Path) -> None:
+    """The source's exclusions, run by the real discovery on a stand-in .pk3 (a zip): weapons, ammo, armour,
+    health crosses, flags and map objects stay; players, hits, flashes, barrels, LOD copies, bubbles, glow-shader
+    power-ups, grass and ASE files do not; an object in two archives is listed once per archive (the build keeps
+    the first)."""
+    import dataclasses
+    import zipfile
+
+    from zero1to3.data.corpus import _iter_files
+
+    kept = ["models/weapons2/bfg/bfg.md3", "models/weapons/vulcan/vulcan.md3", "models/powerups/ammo/bfgam.md3",
+            "models/powerups/armor/armor_red.md3", "models/powerups/health/large_cross.md3",
+            "models/powerups/holdable/medkit.md3", "models/flags/b_flag.md3", "models/map/forklift.md3",
+            "models/mapobjects/czest2ctf/gargoyle.md3"]
+    dropped = ["models/players/sarge/upper.md3", "models/weaphits/bfg.md3", "models/gibs/skull.md3",
+               "models/weapons2/bfg/bfg_flash.md3", "models/weapons2/bfg/bfg_barrel.md3",
+               "models/weapons2/bfg/bfg_hand.md3", "models/weapons2/railgun/railgun_1.md3",
+               "models/weapons2/shells/m_shell.md3", "models/powerups/health/large_sphere.md3",
+               "models/powerups/instant/quad.md3", "models/powerups/instant/quad_ring.md3",
+               "models/powerups/doubler.md3", "models/powerups/guard_player.md3", "models/dpoints/a_red.md3",
+               "models/mapobjects/out/grass1.md3", "models/mapobjects/palmier/palm_leafs1.md3",
+               "models/mapobjects/cosmoflash/menhir1.md3", "models/mapobjects/lamp/lamp.ase"]
+    with zipfile.ZipFile(tmp_path / "pak0.pk3", "w") as archive:
+        for name in kept + dropped + ["models/weapons2/bfg/bfgbody.tga", "scripts/bfg.shader"]:
+            archive.writestr(name, b"IDP3")
+    with zipfile.ZipFile(tmp_path / "pak1.pk3", "w") as archive:
+        archive.writestr("models/weapons2/bfg/bfg.md3", b"IDP3")
+    source = dataclasses.replace(SOURCES["openarena-data"],
+                                 roots=(str(tmp_path / "pak1.pk3"), str(tmp_path / "pak0.pk3")))
+    found = [rel for rel, _, _ in _iter_files(source, tmp_path / "extract")]
+    assert sorted(found) == sorted(kept + ["models/weapons2/bfg/bfg.md3"])
+    assert (tmp_path / "extract" / "openarena-data" / "pak0" / "models/weapons2/bfg/bfgbody.tga").is_file()
+
+
+def _md3_bytes(surfaces: list[tuple[str, str, trimesh.Trimesh, np.ndarray]]) -> bytes:
+    """A one-frame Quake III MD3 file: (surface name, shader, mesh, uv) per surface; positions stored in
+    1/64 units as the format does, normals left zero."""
+    import struct
+
+    def name64(text: str) -> bytes:
+        return text.encode().ljust(64, b"\0")
+
+    blobs = []
+    for name, shader, mesh, uv in surfaces:
+        vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces, "<i4")
+        nv, nt = len(vertices), len(faces)
+        o_tri = 4 + 64 + 40
+        o_shader, o_st = o_tri + 12 * nt, o_tri + 12 * nt + 68
+        o_xyz = o_st + 8 * nv
+        blob = b"IDP3" + name64(name) + struct.pack("<10i", 0, 1, 1, nv, nt, o_tri, o_shader, o_st, o_xyz,
+                                                   o_xyz + 8 * nv)
+        xyz = np.round(vertices * 64).astype("<i2")
+        blob += (faces.tobytes() + name64(shader) + struct.pack("<i", 0) + np.asarray(uv, "<f4").tobytes()
+                 + np.concatenate([xyz, np.zeros((nv, 1), "<i2")], axis=1).tobytes())
+        blobs.append(blob)
+    points = np.concatenate([m.vertices for _, _, m, _ in surfaces])
+    frame = struct.pack("<10f", *points.min(0), *points.max(0), 0, 0, 0, 1.0) + b"frame".ljust(16, b"\0")
+    o_frames = 4 + 4 + 64 + 36
+    o_surfaces = o_frames + len(frame)
+    return (b"IDP3" + struct.pack("<i", 15) + name64("test") + struct.pack(
+        "<9i", 0, 1, 0, len(surfaces), 0, o_frames, o_surfaces, o_surfaces, o_surfaces + sum(map(len, blobs)))
+            + frame + b"".join(blobs))
+
+
+@pytest.mark.skipif(__import__("shutil").which("assimp") is None, reason="needs assimp-utils")
+def test_openarena_md3_hand_built_finds_each_surface_texture(tmp_path: Path) -> None:
+    """A hand-built two-surface MD3 (+Z up) whose shaders name textures by another extension or none (as
+    Quake's do): each surface gets its own image, found by name next to the model; with the source's up axis
+    (assimp writes MD3 +Y up) the model stands +Z up again."""
+    source = SOURCES["openarena-data"]
+    pillar = trimesh.creation.box(extents=(1.0, 1.0, 3.0))
+    plinth = trimesh.creation.box(extents=(2.0, 2.0, 0.5))
+    plinth.apply_translation((0.0, 0.0, -1.75))
+    half = np.full((len(pillar.vertices), 2), 0.5)
+    (tmp_path / "statue.md3").write_bytes(_md3_bytes([("pillar", "models/statue/stone_a.tga", pillar, half),
+                                                      ("plinth", "models/statue/stone_b", plinth, half)]))
+    Image.fromarray(np.full((8, 8, 3), (220, 40, 30), np.uint8)).save(tmp_path / "stone_a.png")
+    Image.fromarray(np.full((8, 8, 3), (30, 60, 210), np.uint8)).save(tmp_path / "stone_b.jpg", quality=100)
+    mesh = convert_object(tmp_path / "statue.md3", up_axis=source.up_axis)
+    extents = mesh.bounds[1] - mesh.bounds[0]
+    assert np.argmax(extents) == 2 and extents.max() == pytest.approx(1.0)
+    texels = np.asarray(mesh.visual.material.baseColorTexture.convert("RGB")).reshape(-1, 3).astype(int)
+    sampled = texels[np.abs(texels - texels.mean(axis=1, keepdims=True)).sum(axis=1) > 60]
+    assert (np.abs(sampled - [220, 40, 30]).sum(axis=1) < 12).any()
+    assert (np.abs(sampled - [30, 60, 210]).sum(axis=1) < 12).any()

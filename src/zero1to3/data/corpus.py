@@ -144,6 +144,22 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
                        r"|^c172p/Models/(c172p\.ac$|Exterior/|Interior/(Baggages|FE-ELT)/)"
                        r"|^Generic/(Human/Models/[a-z]+\.ac$|Pilot/)|^ufo/Models/ufo\.ac$",
            category_levels=(0,), min_side_ratio=0.08, max_per_group=3, keep_texture_alpha=True),
+    # OpenArena's items and map objects (MD3 in .pk3 archives; the 0.8.5 patch archive first, so its newer
+    # copies win): weapons, ammo boxes, armour, health, power-ups, flags, statues, torches. assimp turns MD3's
+    # +Z up into +Y up, hence up_axis "y"; the few ASE map pieces (untextured here: their textures are
+    # Quake shaders in other archives) are not read, as assimp keeps ASE's +Z up. Left out: player
+    # models (three tagged parts each), gibs, weapon hits, muzzle flashes, barrels and hands drawn apart from
+    # the weapon, LOD copies (``_1``, ``_2``), the translucent health bubbles and rings, grass, palm fronds,
+    # lights, cables and the domination markers; the power-ups drawn by glow or environment-map shaders (black
+    # or empty with their skin as an albedo: Team Arena's runes, the instant power-ups) and the menhirs (empty)
+    Source("openarena-data", tuple(f"{_G}/openarena/{p}.pk3" for p in (
+               "baseoa/pak6-patch085", "baseoa/pak0", "baseoa/pak5-TA", "missionpack/mp-pak0")), (".md3",),
+           up_axis="y",
+           exclude=DEFAULT_EXCLUDE + r"|^models/(players|weaphits|dpoints|weapons2/shells)/"
+                                     r"|_(flash|barrel|hand|ring|player|sphere|portal)(_\d+)?\.md3$|_\d+\.md3$"
+                                     r"|grass|palm_leafs|lights?_|lightspot|cables|overload_(energy|lights|target)"
+                                     r"|^models/powerups/([a-z_]+\.md3|instant/.*)$|menhir",
+           category_levels=(1,)),
     Source("0ad-data", (f"{_G}/0ad/mods/public/public.zip",), (".xml",), up_axis="y", reader="0ad-actors",
            exclude=DEFAULT_EXCLUDE + r"|^(particle|special|temp|campaigns)/|destruct|rubble|garrison|"
                                      r"(^|/)(units/.*(infantry|cavalry|hero|champion|support|female|citizen))",
@@ -153,7 +169,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
 #: Default split of the known packages: whole packages per split (held-out makers).
 DEFAULT_SPLITS: dict[str, str] = {
     "0ad-data": "train", "ufoai-data": "train", "minetest-data": "train", "megaglest-data": "train",
-    "flightgear-data-base": "train",
+    "flightgear-data-base": "train", "openarena-data": "train",
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
 }
@@ -615,9 +631,9 @@ def _assimp_to_glb(path: Path, workdir: Path) -> Path:
     return out
 
 
-def _simplify_glb(path: Path) -> list[str]:
+def _simplify_glb(path: Path) -> list[tuple[str, str]]:
     """Rewrite an assimp-written GLB in place with plain metallic-roughness materials, and return the
-    image URI of each material's colour texture (material index order).
+    (material name, image URI of its colour texture) of each material (material index order).
 
     assimp writes KHR_materials_pbrSpecularGlossiness, which trimesh converts per pixel (seconds per
     material); the diffuse texture is all the renderer uses, so it becomes the base colour texture.
@@ -640,7 +656,8 @@ def _simplify_glb(path: Path) -> list[str]:
         if "baseColorFactor" not in pbr and "diffuseFactor" in gloss:
             pbr["baseColorFactor"] = gloss["diffuseFactor"]
         index = pbr.get("baseColorTexture", {}).get("index")
-        names.append(textures[index] if index is not None and index < len(textures) else "")
+        names.append((str(material.get("name", "")),
+                      textures[index] if index is not None and index < len(textures) else ""))
     for key in ("extensionsUsed", "extensionsRequired"):
         doc.pop(key, None)
     chunk = json.dumps(doc).encode()
@@ -795,7 +812,10 @@ def _load_file_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trime
             textures.update(_mtl_textures(path) if suffix == ".obj" else {})
         else:
             load_path = _assimp_to_glb(path, Path(tmp))
-            textures.update({str(i): name for i, name in enumerate(_simplify_glb(load_path)) if name})
+            # keyed by material name where there is one, so each part finds its own texture when the loader
+            # cannot open the URI itself (MD3 names the texture without its extension)
+            textures.update({material or str(i): uri for i, (material, uri) in enumerate(_simplify_glb(load_path))
+                             if uri})
         resolver = trimesh.resolvers.FilePathResolver(str(path))
         try:
             loaded = trimesh.load(str(load_path), process=False, resolver=resolver)
