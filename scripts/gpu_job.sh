@@ -21,7 +21,8 @@ TRAIN_ARGS=${TRAIN_ARGS:-}
 EVAL_LIMIT=${EVAL_LIMIT:-0}
 INIT=${INIT:-src/zero1to3/weights/tiny}
 # training shard folders under .data, space-separated: a set too large for one call travels in two back-to-back
-# calls (e.g. TRAIN="train64s train64mg": the first call carries one, the next the other; both stay staged)
+# calls (all 4,587 training objects: the first call carries train64s, the next train64mg train64fg train64fg2
+# train64oa, both with TRAIN="train64s train64mg train64fg train64fg2 train64oa"; staged packs stay staged)
 TRAIN=${TRAIN:-train64}
 source scripts/device_env.sh
 # shellcheck disable=SC2086
