@@ -402,3 +402,87 @@ def test_openarena_md3_hand_built_finds_each_surface_texture(tmp_path: Path) -> 
     sampled = texels[np.abs(texels - texels.mean(axis=1, keepdims=True)).sum(axis=1) > 60]
     assert (np.abs(sampled - [220, 40, 30]).sum(axis=1) < 12).any()
     assert (np.abs(sampled - [30, 60, 210]).sum(axis=1) < 12).any()
+
+
+def test_flightgear_models_and_ai_sources_keep_one_model_per_object(tmp_path: Path) -> None:
+    """flightgear-data-models and flightgear-data-ai on empty stand-in files: buildings, ships, vehicles and AI
+    aircraft stay; clouds, planets, light effects and navigation lights, carrier landing aids, flags, loose parts,
+    files whose name the base package already ships and a second same-name copy inside the package do not."""
+    import dataclasses
+
+    from zero1to3.data.corpus import _iter_files
+
+    base = tmp_path / "base"
+    for rel in ("Scenery/Models/Commercial/Office15x15.ac", "Aircraft/c172p/Models/c172p.ac"):
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_text("AC3Db\n")
+    models_kept = ["Agriculture/silo.ac", "Buildings/factory.ac", "Geometry/Nimitz/nimitz.ac",
+                   "Geometry/Nimitz/Models/mule-11.ac", "Geometry/rocket.ac", "Maritime/Ice/iceberg1.ac",
+                   "Maritime/Misc/left_bank_beacon.ac", "Residential/Terrace3-1.ac", "Aircraft/H-60.ac"]
+    models_dropped = ["Buildings/silo.ac",  # the same model again, later in this package
+                      "Commercial/Office15x15.ac",  # the base package ships this name
+                      "Weather/cumulonimbus1.ac", "Astro/earth_N1.ac", "Autopush/cursor_sharp.ac",
+                      "Effects/GreenLight6000.ac", "Volcanoes/Kilauea/kilauea.ac",
+                      "Geometry/Nimitz/Models/light-red.ac",
+                      "Geometry/Nimitz/Models/flols.ac", "Geometry/Nimitz/Models/beacon.ac", "Geometry/Nimitz/Golf.ac",
+                      "Geometry/Nimitz/truman.ac", "Geometry/Nimitz/vinson-rembrandt-lighting.ac",
+                      "Geometry/Nimitz/truman-parks-and-objects.ac", "Geometry/KC-130/light/flash.ac",
+                      "Geometry/KC-130/Propellers/propeller.ac", "Geometry/puff.ac", "Geometry/Crater/crater.ac",
+                      "Geometry/Clemenceau/hull.ac", "Aircraft/strobe.ac", "Aircraft/towropes.ac",
+                      "Agriculture/groundtile.ac", "Airport/Jetway/glass.ac",
+                      "Airport/Pushback/Goldhofert-warning-light.ac", "Residential/banlieue-ba.ac"]
+    ai_kept = ["747/Models/744.ac", "A320/Models/A320.ac", "Lightning/Models/lightning-f1a.ac",
+               "flash2a/Models/flash2a.ac", "balloon/Models/balloon2.ac", "F-4/F-4_lowpoly.ac",
+               "seahawk/Models/SeaHawk-FGA6-WV859.ac"]
+    ai_dropped = ["A330-MRTT/Models/lights/GreenLight.ac", "Cessna337/Models/Lights/Beacon.ac",
+                  "Diamond-Da42/Models/light/landing-light-cone.ac", "Spitfire/Models/light-red-flare.ac",
+                  "BAe-125/Models/lights/flash.ac", "c182/Models/lights.ac", "c182/Models/toggle-white.ac",
+                  "c182/Models/WhiteLight1.ac", "Lightning/Models/exhaust.ac", "Dragonfly/Models/Banner.ac",
+                  "A330-MRTT/Models/refueling/probe.ac", "Cessna208Caravan/Models/wheels.ac",
+                  "SpaceShuttle/SSME.ac", "Buccaneer/Models/buccaneer-low-poly.ac",
+                  "c172/Models/c172p.ac",  # the base package's aircraft folder has this name
+                  "Ferry/FerryBoat1.ac"]  # flightgear-data-models has this name
+    models, ai = tmp_path / "Models", tmp_path / "AI" / "Aircraft"
+    for root, rels in ((models, models_kept + models_dropped + ["Maritime/Civilian/FerryBoat1.ac"]),
+                       (ai, ai_kept + ai_dropped)):
+        for rel in rels:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text("AC3Db\n")
+    base_roots = (str(base / "Scenery/Models"), str(base / "Scenery/Objects"), str(base / "Aircraft"))
+    source = dataclasses.replace(SOURCES["flightgear-data-models"], roots=(str(models),), names_taken_by=base_roots)
+    found = {rel for rel, _, _ in _iter_files(source, tmp_path / "x")}
+    assert found == set(models_kept) | {"Maritime/Civilian/FerryBoat1.ac"}
+    source = dataclasses.replace(SOURCES["flightgear-data-ai"], roots=(str(ai),),
+                                 names_taken_by=base_roots + (str(models),))
+    found = {rel for rel, _, _ in _iter_files(source, tmp_path / "x")}
+    assert found == set(ai_kept)
+    assert {"flightgear-data-models", "flightgear-data-ai"} <= set(SOURCES)
+    from zero1to3.data.corpus import DEFAULT_SPLITS
+
+    assert DEFAULT_SPLITS["flightgear-data-models"] == DEFAULT_SPLITS["flightgear-data-ai"] == "train"
+
+
+@pytest.mark.skipif(__import__("shutil").which("assimp") is None, reason="needs assimp-utils")
+def test_flightgear_ai_texture_from_livery_folder(tmp_path: Path) -> None:
+    """An AI aircraft's .ac names a texture that lives only in ``Textures/<livery>/``: the source's texture folders
+    find ``Textures/Default`` first, else the first livery folder in name order that has the file."""
+    source = SOURCES["flightgear-data-ai"]
+    body = trimesh.creation.box(extents=(1.0, 0.6, 3.0))
+    plane = tmp_path / "737" / "Models" / "737.ac"
+    plane.parent.mkdir(parents=True)
+    plane.write_text(_ac3d_text([(body, "737-tex.png")]))
+    for livery, colour in (("Alpha", (10, 200, 10)), ("Beta", (10, 10, 200)), ("Default", (200, 10, 10))):
+        (tmp_path / "737" / "Textures" / livery).mkdir(parents=True)
+        folder = tmp_path / "737" / "Textures" / livery
+        Image.fromarray(np.full((8, 8, 3), colour, np.uint8)).save(folder / "737-tex.png")
+
+    def colour() -> list[int]:
+        mesh = convert_object(plane, up_axis=source.up_axis, keep_texture_alpha=source.keep_texture_alpha,
+                              texture_folders=source.texture_folders)
+        return np.asarray(mesh.visual.material.baseColorTexture.convert("RGB"))[0, 0].tolist()
+
+    assert colour() == [200, 10, 10]
+    (tmp_path / "737" / "Textures" / "Default" / "737-tex.png").unlink()
+    assert colour() == [10, 200, 10]
+    untextured = convert_object(plane, up_axis=source.up_axis)  # without the livery folders: no texture found
+    assert getattr(untextured.visual, "material", None) is None or untextured.visual.material.baseColorTexture is None

@@ -100,9 +100,23 @@ class Source:
     #: keep every texture's alpha as transparency (texels < 0.5 are not drawn); by default alpha is kept only
     #: where it looks like cut-out coverage (many games put gloss or team-colour masks there)
     keep_texture_alpha: bool = False
+    #: skip a model file whose name (case-insensitive) was already found earlier in this source (FlightGear ships
+    #: one model in several folders: ``Buildings/silo.ac`` and ``Agriculture/silo.ac``)
+    unique_file_names: bool = False
+    #: skip a model file whose name (case-insensitive) is also a model file's name anywhere under these folders
+    #: (another package's copy or revision of the same model); folders that are not there are ignored
+    names_taken_by: tuple[str, ...] = ()
+    #: more folders where a model's named textures are looked for, as glob patterns relative to the folder above
+    #: the model's own (searched after the usual ones, each pattern's matches in name order): FlightGear's AI
+    #: aircraft keep each livery's texture in ``Textures/<livery>/``
+    texture_folders: tuple[str, ...] = ()
 
 
 _G = "/usr/share/games"
+_FG_BASE_ROOTS = (f"{_G}/flightgear/Scenery/Models", f"{_G}/flightgear/Scenery/Objects", f"{_G}/flightgear/Aircraft")
+#: FlightGear's light models (halos, navigation and strobe lights, light cones, flares, lamps), whatever folder
+_FG_LIGHTS = (r"|(^|/)lights?(/|\.ac$)|(^|/)light[-_]|[-_]light(s|ing)?\.ac$|(green|red|white)light|lamp|strobe"
+              r"|toggle-white|(^|/|-)flare\.ac$|(^|/)flash\.ac$|(^|/)beacon\.ac$|procedural_light")
 #: The sources `zero1to3 data build` knows (install: ``apt-get install -y <name> assimp-utils``).
 SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("ufoai-data", (f"{_G}/ufoai/base/0models.pk3",), (".md2", ".obj"), up_axis="z",
@@ -135,8 +149,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     # light effects, fences and walls, grass strips, approach-light rows, light poles and masts, instrument
     # panels and cockpit parts, shadow/damage variants; thin objects (poles, cables: second side < 8% of the
     # largest); beyond 3 size/colour variants of one generic model
-    Source("flightgear-data-base", (f"{_G}/flightgear/Scenery/Models", f"{_G}/flightgear/Scenery/Objects",
-                                    f"{_G}/flightgear/Aircraft"), (".ac",), up_axis="y",
+    Source("flightgear-data-base", _FG_BASE_ROOTS, (".ac",), up_axis="y",
            exclude=DEFAULT_EXCLUDE + r"|^Boundaries/|^Trees/.*(grass|herbe)|approach_lights|polyframe"
                                      r"|lamp|light_?pole|light_?mast|lichtmast|[_-]light([_-]ba)?\.ac$|projo"
                                      r"|^w\d+n\d+/.*(lighthouse|viti)",  # Iceland's: huge light-sector discs
@@ -164,12 +177,45 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
            exclude=DEFAULT_EXCLUDE + r"|^(particle|special|temp|campaigns)/|destruct|rubble|garrison|"
                                      r"(^|/)(units/.*(infantry|cavalry|hero|champion|support|female|citizen))",
            category_levels=(0, 1)),
+    # FlightGear's "standard models" package (generic buildings, ships, airport vehicles, jetways, buoys, trains,
+    # the carriers and stores of the AI scenarios): every .ac file is one object, except the 190 whose name
+    # flightgear-data-base already ships (the same model, often another revision) and later same-name copies
+    # inside this package. Left out: clouds, sky and planet spheres, volcanoes, push-back cursors, light effects
+    # and lamps, flags, wakes, smoke puffs, craters, tracers, carrier landing aids (datum, flols, cut and wave-off
+    # lights), the deck-park and lighting layers and Clemenceau's hull/deck/superstructure parts, propellers,
+    # tow ropes, a ground tile, a jetway's glass, a suburb of tiny houses, Truman and Vinson (Nimitz's sister
+    # ships); thin objects and > 3 variants of one generic model as above
+    Source("flightgear-data-models", (f"{_G}/flightgear/Models",), (".ac",), up_axis="y",
+           exclude=DEFAULT_EXCLUDE + _FG_LIGHTS
+                   + r"|^(Weather|Astro|Autopush|Volcanoes|Generic)/|towropes|groundtile|Jetway/glass\.ac$"
+                     r"|propellers?/"
+                     r"|^Geometry/(.*/)?(puff|crater|contrail|tracer|null|square|thermalcap|sillage|cut|datum|flols"
+                     r"|glide-path|wave-off|clock|ensign|foxtrot|golf)[^/]*\.ac$|parks-and-objects"
+                     r"|^Geometry/Clemenceau/(hull|pont|clem-superstructure)|^Geometry/Nimitz/(truman|vinson)\.ac$"
+                     r"|banlieue",
+           category_levels=(0,), min_side_ratio=0.08, max_per_group=3, keep_texture_alpha=True,
+           unique_file_names=True, names_taken_by=_FG_BASE_ROOTS),
+    # FlightGear's AI traffic models: one object per aircraft model file (its liveries are textures picked by
+    # XML; the texture the model file names is taken from ``Textures/Default``, else from the first livery
+    # folder in name order that has it); the AI ships' and vehicles' models live in flightgear-data-models. Left
+    # out: navigation/strobe/landing lights and light cones, flares, exhausts, a towed banner, the tanker's
+    # refuelling hoses, loose parts (wheels, cargo pod, shuttle engines and pods); the Buccaneer and Cri-cri
+    # (their packed textures come out mostly transparent) and the Vulcan (parts drawn apart); models whose name
+    # the two other FlightGear packages already ship (C172P, F-15, Mirage 2000, Tu-154B, a ferry)
+    Source("flightgear-data-ai", (f"{_G}/flightgear/AI/Aircraft",), (".ac",), up_axis="y",
+           exclude=DEFAULT_EXCLUDE + _FG_LIGHTS
+                   + r"|exhaust|banner|refueling/|Caravan/Models/(tank|wheels)\.ac$|SpaceShuttle/(OMSPods|SSME)"
+                     r"|^(Buccaneer|cri-cri|vulcanb2)/",
+           category_levels=(0,), min_side_ratio=0.08, max_per_group=3, keep_texture_alpha=True,
+           unique_file_names=True, names_taken_by=_FG_BASE_ROOTS + (f"{_G}/flightgear/Models",),
+           texture_folders=("Textures", "Textures/[Dd]efault", "Textures/*")),
 )}
 
 #: Default split of the known packages: whole packages per split (held-out makers).
 DEFAULT_SPLITS: dict[str, str] = {
     "0ad-data": "train", "ufoai-data": "train", "minetest-data": "train", "megaglest-data": "train",
-    "flightgear-data-base": "train", "openarena-data": "train",
+    "flightgear-data-base": "train", "openarena-data": "train", "flightgear-data-models": "train",
+    "flightgear-data-ai": "train",
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
 }
@@ -246,6 +292,7 @@ def _iter_files(source: Source, extract_dir: Path) -> Iterator[tuple[str, Path, 
     if source.reader == "0ad-actors":
         yield from _iter_0ad_actors(source, exclude)
         return
+    taken = _model_file_names(source.names_taken_by, source.extensions)
     for root_name in source.roots:
         root = Path(root_name)
         if root.is_file() and root.suffix.lower() in (".zip", ".pk3", ".wz"):
@@ -265,7 +312,20 @@ def _iter_files(source: Source, extract_dir: Path) -> Iterator[tuple[str, Path, 
             rel = path.relative_to(root).as_posix()
             if (exclude and exclude.search(rel)) or (keep and not keep.search(rel)):
                 continue
+            if path.name.lower() in taken:
+                continue
+            if source.unique_file_names:
+                taken.add(path.name.lower())
             yield rel, path, root
+
+
+def _model_file_names(folders: Iterable[str], extensions: tuple[str, ...]) -> set[str]:
+    """Lower-case names of the model files (``extensions``) anywhere under ``folders``."""
+    names: set[str] = set()
+    for folder in folders:
+        if Path(folder).is_dir():
+            names.update(p.name.lower() for p in Path(folder).rglob("*") if p.suffix.lower() in extensions)
+    return names
 
 
 # --------------------------------------------------------------------------------------------- 0 A.D.
@@ -765,18 +825,23 @@ def _limit_texture(mesh: trimesh.Trimesh, max_size: int) -> None:
 
 def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EXCLUDE,
                    max_texture: int = MAX_TEXTURE_SIZE, reader: str = "files",
-                   min_side_ratio: float = 0.0, keep_texture_alpha: bool = False) -> trimesh.Trimesh:
+                   min_side_ratio: float = 0.0, keep_texture_alpha: bool = False,
+                   texture_folders: Sequence[str] = ()) -> trimesh.Trimesh:
     """Load one source model as a single normalised **+Z up** mesh (textures kept, <= ``max_texture`` px).
 
     Scene parts named like terrain/sky/particles/shadows are dropped; untextured parts of a textured model
     get a one-colour texture so the whole object keeps one material. Raises ValueError for unusable models
     (also for thin ones: second-largest side < ``min_side_ratio`` x the largest). ``keep_texture_alpha``:
     texture alpha is transparency as it is (else kept only where it looks like cut-out coverage).
+    ``texture_folders``: glob patterns, relative to the folder above the model's, of more folders where the
+    model's named textures are looked for (after the usual ones).
     """
     path = Path(path)
     suffix = path.suffix.lower()
     folders = [path.parent, path.parent.parent, path.parent.parent / "texpages",
                path.parent.parent.parent / "base" / "texpages"]
+    for pattern in texture_folders:
+        folders += sorted(f for f in path.parent.parent.glob(pattern) if f.is_dir())
     textures: dict[str, str] = {}
     if reader == "0ad-actors":
         archive, actor = str(path).split(".zip/", 1)
@@ -1120,7 +1185,8 @@ def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
                 _write_json(sidecar, cached)
             return cached["record"], tuple(cached["signature"]), None
         mesh = convert_object(Path(path), source.up_axis, reader=source.reader,
-                              min_side_ratio=source.min_side_ratio, keep_texture_alpha=source.keep_texture_alpha)
+                              min_side_ratio=source.min_side_ratio, keep_texture_alpha=source.keep_texture_alpha,
+                              texture_folders=source.texture_folders)
         data = write_glb(mesh, Path(out_file))
         textured = _has_image(mesh)
         record = ObjectRecord(
