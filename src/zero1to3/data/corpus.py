@@ -90,7 +90,10 @@ class Source:
     exclude: str = DEFAULT_EXCLUDE
     category_levels: tuple[int, ...] = (0,)
     path_filter: str = ""  #: if set, only relative paths matching this regex
-    reader: str = "files"  #: "files" (one model file per object) or "0ad-actors" (0 A.D. actor XMLs)
+    #: "files" (one model file per object), "0ad-actors" (0 A.D. actor XMLs) or "stk-nodes" (SuperTuxKart's
+    #: library ``node.xml`` props and ``kart.xml`` karts, several ``.spm`` files placed as the game does, and
+    #: the standalone ``.spm`` items)
+    reader: str = "files"
     #: objects whose second-largest bounding-box side is below this share of the largest are refused (poles,
     #: masts, cables: a line in every view); 0 keeps the generic 2% rule only
     min_side_ratio: float = 0.0
@@ -209,13 +212,23 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
            category_levels=(0,), min_side_ratio=0.08, max_per_group=3, keep_texture_alpha=True,
            unique_file_names=True, names_taken_by=_FG_BASE_ROOTS + (f"{_G}/flightgear/Models",),
            texture_folders=("Textures", "Textures/[Dd]efault", "Textures/*")),
+    # SuperTuxKart's standalone objects (SPM meshes, read by zero1to3.data.spm; +Y up): each library prop as its
+    # node.xml places its parts (most detailed LOD, no collision hulls), each kart as its body with the four
+    # wheels, and the item models (gifts, nitro cans, bananas, trophies). Left out: tracks/ (scenery), the
+    # effect nodes and rail landscape, LOD copies of items, the swatter's animation copy, the bubble-gum shields;
+    # strings of flags and lights and a light beam (a few specks in every view), and a plain 24-triangle box grid
+    # (its shape would pull a val object out of val); thin objects as FlightGear's (second side < 8%)
+    Source("supertuxkart-data", (f"{_G}/supertuxkart/data",), (".spm", ".xml"), up_axis="y",
+           exclude=DEFAULT_EXCLUDE + r"|^library/stklib_(boxGrid|partyFlags|prayerFlags|redXmasLight|skyBeam"
+                                     r"|oldLightBulbGroup)(_a)?/",
+           reader="stk-nodes", category_levels=(0,), min_side_ratio=0.08),
 )}
 
 #: Default split of the known packages: whole packages per split (held-out makers).
 DEFAULT_SPLITS: dict[str, str] = {
     "0ad-data": "train", "ufoai-data": "train", "minetest-data": "train", "megaglest-data": "train",
     "flightgear-data-base": "train", "openarena-data": "train", "flightgear-data-models": "train",
-    "flightgear-data-ai": "train",
+    "flightgear-data-ai": "train", "supertuxkart-data": "train",
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
 }
@@ -292,6 +305,9 @@ def _iter_files(source: Source, extract_dir: Path) -> Iterator[tuple[str, Path, 
     if source.reader == "0ad-actors":
         yield from _iter_0ad_actors(source, exclude)
         return
+    if source.reader == "stk-nodes":
+        yield from _iter_stk(source, exclude, keep)
+        return
     taken = _model_file_names(source.names_taken_by, source.extensions)
     for root_name in source.roots:
         root = Path(root_name)
@@ -326,6 +342,161 @@ def _model_file_names(folders: Iterable[str], extensions: tuple[str, ...]) -> se
         if Path(folder).is_dir():
             names.update(p.name.lower() for p in Path(folder).rglob("*") if p.suffix.lower() in extensions)
     return names
+
+
+# --------------------------------------------------------------------------------------------- SuperTuxKart
+#: library node folders that are not props: visual effects (``gfx_*``: flames, sparks, light flashes, screens)
+#: and a landscape strip seen from a train (``meta_railLandscape_a``)
+_STK_SKIP_NODES = re.compile(r"^(gfx_|meta_railLandscape)", re.I)
+#: standalone item files that are not objects of their own: the low-detail copies (``*-low.spm``), the
+#: swatter's animation-only copy and the translucent bubble-gum shields
+_STK_SKIP_MODELS = re.compile(r"(-low\.spm$|^swatter_anim\.spm$|^bubblegum_shield)", re.I)
+
+
+def _stk_vector(text: str | None, default: float) -> np.ndarray:
+    values = [float(v) for v in (text or "").replace(",", " ").split()]
+    return np.array(values[:3] if len(values) >= 3 else [default] * 3, np.float64)
+
+
+def stk_placement(xyz: str | None, hpr: str | None = None, scale: str | None = None) -> np.ndarray:
+    """4x4 placement of a SuperTuxKart scene node in the files' own (left-handed) axes: scale, then the
+    Irrlicht rotation (``hpr`` is Irrlicht's rotation vector in degrees, applied about X, then Y, then Z), then
+    the translation ``xyz``, as Irrlicht's ``ISceneNode::getRelativeTransformation`` builds it."""
+    rx, ry, rz = np.radians(_stk_vector(hpr, 0.0))
+    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
+    rot_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    matrix = np.eye(4)
+    matrix[:3, :3] = rot_z @ rot_y @ rot_x @ np.diag(_stk_vector(scale, 1.0))
+    matrix[:3, 3] = _stk_vector(xyz, 0.0)
+    return matrix
+
+
+def stk_node_models(folder: Path, depth: int = 0) -> list[tuple[Path, np.ndarray]]:
+    """(``.spm`` file, placement in file axes) of every drawn model of a SuperTuxKart library node
+    (``folder/node.xml``). Kept: ``<object>`` nodes with a model (an ``lod_instance`` takes its LOD group's most
+    detailed model, the smallest ``lod_distance``), and nested ``<library>`` nodes (recursively, placed by their
+    own transform). Left out: ``interaction="physicsonly"`` collision hulls, lights, particle emitters, cameras,
+    LOD groups nothing instantiates, and files that are missing. Animated nodes are placed at their rest
+    transform (``xyz``/``hpr``/``scale``; the curves are not played)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(folder / "node.xml").getroot()
+    except (OSError, ET.ParseError):
+        return []
+    lod_models: dict[str, str] = {}
+    for group in root.iter("group"):
+        best: tuple[float, str] | None = None
+        for entry in group.iter("static-object"):
+            if entry.get("interaction") == "physicsonly" or not entry.get("model"):
+                continue
+            try:
+                distance = float(entry.get("lod_distance", "inf"))
+            except ValueError:
+                distance = float("inf")
+            if best is None or distance < best[0]:
+                best = (distance, entry.get("model"))
+        if best is not None:
+            lod_models[group.get("name", "")] = best[1]
+    out: list[tuple[Path, np.ndarray]] = []
+    for node in root:
+        placement = stk_placement(node.get("xyz"), node.get("hpr"), node.get("scale"))
+        if node.tag == "library":
+            if depth < 3 and node.get("name"):
+                out += [(f, placement @ m) for f, m in stk_node_models(folder.parent / node.get("name"), depth + 1)]
+            continue
+        if node.tag != "object" or node.get("interaction") == "physicsonly":
+            continue
+        if node.get("lod_instance") == "true":
+            model = lod_models.get(node.get("lod_group", ""), "")
+        else:
+            model = node.get("model", "")
+        if model and (folder / model).is_file():
+            out.append((folder / model, placement))
+    return out
+
+
+def stk_kart_models(kart_xml: Path) -> list[tuple[Path, np.ndarray]]:
+    """(``.spm`` file, placement in file axes) of a SuperTuxKart kart: the body (``model-file``), the four
+    wheels at their ``position`` and the speed-weighted objects placed relative to the kart (no bone, or the
+    root bone). Left out: headlights (light cones), the hat slot, objects on other bones (their place
+    depends on the skeleton's pose), nitro and exhaust emitters."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(kart_xml).getroot()
+    except (OSError, ET.ParseError):
+        return []
+    folder = kart_xml.parent
+    body = root.get("model-file", "")
+    out = [(folder / body, np.eye(4))] if body and (folder / body).is_file() else []
+    if not out:
+        return []
+    for wheels in root.iter("wheels"):
+        for wheel in wheels:
+            model = wheel.get("model", "")
+            if model and (folder / model).is_file():
+                out.append((folder / model, stk_placement(wheel.get("position"))))
+    for group in root.iter("speed-weighted-objects"):
+        for node in group.iter("object"):
+            model = node.get("model", "")
+            if model and node.get("bone") in (None, "", "root") and (folder / model).is_file():
+                out.append((folder / model, stk_placement(node.get("position"), node.get("rotation"),
+                                                          node.get("scale"))))
+    return out
+
+
+def _iter_stk(source: Source, exclude, keep) -> Iterator[tuple[str, Path, Path]]:
+    """SuperTuxKart's standalone objects: one per ``library/<node>/node.xml`` (effects and the rail landscape
+    left out), per ``karts/<kart>/kart.xml`` and per ``models/*.spm`` item (LOD copies, the swatter's
+    animation copy and the bubble-gum shields left out); ``tracks/`` is scenery and never read."""
+    for root_name in source.roots:
+        root = Path(root_name)
+        if not root.is_dir():
+            continue
+        candidates = [p for p in sorted((root / "library").glob("*/node.xml"))
+                      if not _STK_SKIP_NODES.search(p.parent.name)]
+        candidates += sorted((root / "karts").glob("*/kart.xml"))
+        candidates += [p for p in sorted((root / "models").glob("*.spm")) if not _STK_SKIP_MODELS.search(p.name)]
+        for path in candidates:
+            rel = path.relative_to(root).as_posix()
+            if (exclude and exclude.search(rel)) or (keep and not keep.search(rel)):
+                continue
+            yield rel, path, root
+
+
+_MIRROR_X = np.diag([-1.0, 1.0, 1.0, 1.0])
+
+
+def _load_stk_parts(path: Path, textures: dict[str, str], folders: list[Path]) -> list[trimesh.Trimesh]:
+    """The parts of one SuperTuxKart object (``node.xml``, ``kart.xml`` or a lone ``.spm``), each placed and
+    turned into read_spm's right-handed +Y-up frame; ``textures`` gets each part's texture file name and
+    ``folders`` the folders of the model files (a nested library node keeps its textures in its own)."""
+    from zero1to3.data.spm import read_spm
+
+    if path.name == "node.xml":
+        models = stk_node_models(path.parent)
+    elif path.name == "kart.xml":
+        models = stk_kart_models(path)
+    else:
+        models = [(path, np.eye(4))]
+    parts: list[trimesh.Trimesh] = []
+    for file, placement in models:
+        # the placement is in the files' left-handed axes; read_spm mirrors X, so mirror the placement too
+        matrix = _MIRROR_X @ placement @ _MIRROR_X
+        if file.parent not in folders:
+            folders.append(file.parent)
+        for mesh, texture in read_spm(file):
+            if texture:
+                textures[texture] = texture
+            if not np.allclose(matrix, np.eye(4)):
+                mesh.apply_transform(matrix)
+            parts.append(mesh)
+    if not parts:
+        raise ValueError("no SPM models in it")
+    return parts
 
 
 # --------------------------------------------------------------------------------------------- 0 A.D.
@@ -810,17 +981,67 @@ def _coloured(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     return trimesh.Trimesh(mesh.vertices, mesh.faces, process=False, vertex_colors=colours)
 
 
-def _limit_texture(mesh: trimesh.Trimesh, max_size: int) -> None:
+def _mean_texture_colour(image) -> np.ndarray:
+    """Mean RGBA of a texture, its colour weighted by alpha (transparent texels, black in many files, do not
+    darken it: cut-out leaves on tiling UVs would otherwise turn black)."""
+    rgba = np.asarray(image.convert("RGBA").resize((16, 16), 0), np.float64).reshape(-1, 4)
+    weight = rgba[:, 3] + 1e-6
+    return np.append((rgba[:, :3] * weight[:, None]).sum(axis=0) / weight.sum(), 255.0)
+
+
+def _wrap_uv_per_face(mesh: trimesh.Trimesh) -> trimesh.Trimesh | None:
+    """A copy of a part with tiling UVs whose every triangle lies within one repeat of the texture (leaf
+    cards, planks): each triangle gets its own corners, shifted by whole repeats into [0, 1]. None when a
+    triangle spans a repeat's edge (a wall tiled across one quad keeps its mean colour instead)."""
+    uv = np.asarray(mesh.visual.uv, np.float64)[:, :2][mesh.faces]  # [faces, 3, 2]
+    low = np.floor(uv.min(axis=1) + 1e-4)
+    if np.any(uv.max(axis=1) - low > 1.0 + 1e-4):
+        return None
+    shifted = np.clip(uv - low[:, None, :], 0.0, 1.0).reshape(-1, 2)
+    vertices = np.asarray(mesh.vertices)[mesh.faces].reshape(-1, 3)
+    faces = np.arange(len(vertices)).reshape(-1, 3)
+    return _textured(trimesh.Trimesh(vertices, faces, process=False), shifted, _image_of(mesh))
+
+
+def _limit_texture(mesh: trimesh.Trimesh, max_size: int, keep_coverage: bool = False) -> None:
+    """Shrink the mesh's texture to at most ``max_size`` px. ``keep_coverage`` (a packed atlas): a texel
+    stays opaque where any texel it covers was, so small images and one-colour patches do not fade into
+    the atlas's transparent padding (their colour is the average of the opaque texels, as PIL resizes
+    premultiplied)."""
+    from PIL import ImageFilter
+
     material = mesh.visual.material
     for attr in ("baseColorTexture", "image"):
         image = getattr(material, attr, None)
         if image is not None:
             if max(image.size) > max_size:
                 scale = max_size / max(image.size)
-                image = image.resize((max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))))
+                size = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
+                small = image.resize(size)
+                if keep_coverage and image.mode == "RGBA":
+                    reach = 2 * int(np.ceil(0.5 / scale)) + 1
+                    alpha = image.getchannel("A").filter(ImageFilter.MaxFilter(reach)).resize(size, 0)
+                    small.putalpha(alpha)
+                image = small
             if image.mode not in ("RGB", "RGBA"):
                 image = image.convert("RGBA")
             setattr(material, attr, image)
+
+
+def _limit_part_textures(parts: list[trimesh.Trimesh], max_size: int) -> None:
+    """Shrink the parts' textures before they are packed into one atlas, so that their total area is at most
+    ``max_size``^2 (each image at most ``max_size`` px). Without it, an object with many textures packs into
+    an atlas of several thousand pixels (often long and thin, e.g. 1024 x 4096) that the final ``max_size``
+    limit shrinks 8x or more: small images and the 4 x 4 one-colour patches of tiling parts then blend into
+    the atlas's transparent padding and those parts are not drawn. One image, or a total area within the
+    budget, is limited as before."""
+    images = {id(image): image for image in (_image_of(p) for p in parts) if image is not None}
+    area = float(sum(image.size[0] * image.size[1] for image in images.values()))
+    scale = min(1.0, max_size / np.sqrt(area)) if len(images) > 1 and area > 0 else 1.0
+    for p in parts:
+        image = _image_of(p)
+        limit = max_size if image is None or scale >= 1.0 else max(4, int(max(image.size) * scale))
+        _limit_texture(p, min(limit, max_size))
 
 
 def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EXCLUDE,
@@ -847,6 +1068,10 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
         archive, actor = str(path).split(".zip/", 1)
         parts = _load_0ad_parts(archive + ".zip", actor)
         folders = []
+    elif reader == "stk-nodes":
+        folders = [path.parent]
+        parts = _load_stk_parts(path, textures, folders)
+        folders.append((path.parents[1] if suffix == ".spm" else path.parents[2]) / "textures")
     else:
         parts = _load_file_parts(path, textures)
     return _assemble(parts, path, textures, folders, up_axis, name_filter, max_texture,
@@ -954,19 +1179,21 @@ def _assemble(parts: list[trimesh.Trimesh], path: Path, textures: dict[str, str]
             uv = np.asarray(p.visual.uv) if _has_image(p) else None
             if uv is not None and (single or (uv.min() > -0.01 and uv.max() < 1.01)):
                 fixed.append(p)
+            elif uv is not None and (wrapped := _wrap_uv_per_face(p)) is not None:
+                fixed.append(wrapped)  # every triangle within one repeat of the texture: shifted into [0, 1]
             else:  # tiling UVs cannot share an atlas: the part keeps its mean texture colour
-                colour = (np.asarray(_image_of(p).convert("RGBA").resize((8, 8))).reshape(-1, 4).mean(axis=0)
-                          if uv is not None else _part_colour(p))
-                fixed.append(_solid_texture(p, colour))
+                fixed.append(_solid_texture(p, _mean_texture_colour(_image_of(p)) if uv is not None
+                                            else _part_colour(p)))
         kept = fixed
-        for p in kept:
-            _limit_texture(p, max_texture)
+        _limit_part_textures(kept, max_texture)
+        packed = len({id(_image_of(p)) for p in kept}) > 1
     else:
         kept = [_coloured(p) for p in kept]
+        packed = False
     mesh = kept[0] if len(kept) == 1 else _concatenate(kept)
     if _has_image(mesh):
         mesh = _textured(mesh, mesh.visual.uv, _image_of(mesh))
-        _limit_texture(mesh, max_texture)
+        _limit_texture(mesh, max_texture, keep_coverage=packed)
     if len(mesh.faces) < MIN_FACES:
         raise ValueError(f"near-empty ({len(mesh.faces)} triangles)")
     if len(mesh.faces) > MAX_FACES:
