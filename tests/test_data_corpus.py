@@ -486,3 +486,172 @@ def test_flightgear_ai_texture_from_livery_folder(tmp_path: Path) -> None:
     assert colour() == [10, 200, 10]
     untextured = convert_object(plane, up_axis=source.up_axis)  # without the livery folders: no texture found
     assert getattr(untextured.visual, "material", None) is None or untextured.visual.material.baseColorTexture is None
+
+
+def _spm_box(path: Path, extents=(1.0, 1.0, 1.0), centre=(0.0, 0.0, 0.0), texture: str = "wood.png",
+             uv_offset: float = 0.0) -> None:
+    """A one-section SPM box (file axes) with per-face-corner UVs in [0, 1] (+ ``uv_offset``: tiling)."""
+    from test_data_spm import spm_from_sections
+
+    box = trimesh.creation.box(extents=extents)
+    box.apply_translation(centre)
+    points = box.vertices[box.faces].reshape(-1, 3)
+    faces = np.arange(len(points)).reshape(-1, 3)
+    uv = np.tile([[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]], (len(box.faces), 1)) + uv_offset
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(spm_from_sections([(points, faces, uv if texture else None, texture)]))
+
+
+def _stk_object(folder: Path, body: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "node.xml").write_text(f'<?xml version="1.0"?>\n<scene>\n{body}\n</scene>\n')
+
+
+def test_stk_source_finds_library_nodes_karts_and_items(tmp_path: Path) -> None:
+    """supertuxkart-data: one object per library node, kart and item; effect nodes, the rail landscape, the
+    string-of-flags nodes, LOD copies of items, the swatter's animation copy, the bubble-gum shields and all of
+    tracks/ are not read."""
+    import dataclasses
+
+    from zero1to3.data.corpus import DEFAULT_SPLITS, _iter_files
+
+    data = tmp_path / "data"
+    kept = ["library/stklib_bench_a/node.xml", "library/hd_palmTree_a/node.xml", "karts/tux/kart.xml",
+            "models/gift-box.spm", "models/nitrotank-big.spm"]
+    dropped = ["library/gfx_fireworkTube_a/node.xml", "library/meta_railLandscape_a/node.xml",
+               "library/stklib_partyFlags_a/node.xml", "library/stklib_boxGrid_a/node.xml",
+               "models/gift-box-low.spm", "models/swatter_anim.spm", "models/bubblegum_shield.spm",
+               "tracks/hacienda/house.spm", "library/stklib_bench_a/stklib_bench_a.spm", "karts/tux/tux.spm"]
+    for rel in kept + dropped:
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_text("x")
+    source = dataclasses.replace(SOURCES["supertuxkart-data"], roots=(str(data),))
+    assert {rel for rel, _, _ in _iter_files(source, tmp_path / "x")} == set(kept)
+    assert DEFAULT_SPLITS["supertuxkart-data"] == "train" and source.up_axis == "y"
+
+
+def test_stk_node_keeps_the_finest_lod_drops_physics_and_places_parts(tmp_path: Path) -> None:
+    """A library node: the LOD group's smallest ``lod_distance`` model is drawn at its instance's place, a
+    ``physicsonly`` hull is not, a plain object is placed by xyz/hpr/scale (Irrlicht's rotation, file axes), a
+    nested library node by its own transform; read_spm's mirror (X negated) applies to the placement too."""
+    from zero1to3.data.corpus import _load_stk_parts, stk_node_models, stk_placement
+
+    library = tmp_path / "data" / "library"
+    node = library / "stklib_well_a"
+    _spm_box(node / "well_high.spm", (1.0, 1.0, 1.0))
+    _spm_box(node / "well_low.spm", (1.0, 1.0, 1.0), texture="")
+    _spm_box(node / "well_physics.spm", (5.0, 5.0, 5.0))
+    _spm_box(node / "bucket.spm", (0.2, 0.4, 0.2))
+    _spm_box(library / "stklib_rope_a" / "rope.spm", (0.1, 0.1, 0.1))
+    _stk_object(library / "stklib_rope_a", '<object type="animation" model="rope.spm" xyz="0 0 0" '
+                                           'interaction="ghost"/>')
+    _stk_object(node, """<lod><group name="well">
+  <static-object lod_distance="120" lod_group="well" model="well_low.spm" xyz="0 0 0" interaction="ghost"/>
+  <static-object lod_distance="40" lod_group="well" model="well_high.spm" xyz="0 0 0" interaction="ghost"/>
+ </group></lod>
+ <object id="well_main" type="animation" xyz="0.00 0.50 0.00" hpr="0 0 0" scale="1 1 1" interaction="ghost"
+   lod_instance="true" lod_group="well"/>
+ <object id="hull" type="animation" model="well_physics.spm" xyz="0 0 0" interaction="physicsonly"/>
+ <object id="bucket" type="animation" model="bucket.spm" xyz="2.00 0.20 0.00" hpr="0.0 90.0 0.0"
+   scale="2.00 2.00 2.00" interaction="ghost"/>
+ <light xyz="0 3 0" distance="5" color="255 255 255"/>
+ <library name="stklib_rope_a" id="rope_proxy" xyz="0.00 3.00 1.00" hpr="0 0 0" scale="1 1 1"/>""")
+    models = stk_node_models(node)
+    assert [f.name for f, _ in models] == ["well_high.spm", "bucket.spm", "rope.spm"]
+    # Irrlicht's rotation about Y by +90 degrees takes +X to -Z (and +Z to +X)
+    np.testing.assert_allclose(stk_placement(None, "0 90 0")[:3, :3] @ [1, 0, 0], [0, 0, -1], atol=1e-12)
+    np.testing.assert_allclose(models[2][1][:3, 3], [0, 3, 1])
+
+    textures: dict[str, str] = {}
+    folders: list[Path] = [node]
+    parts = _load_stk_parts(node / "node.xml", textures, folders)
+    centres = [p.bounds.mean(axis=0) for p in parts]
+    np.testing.assert_allclose(centres[0], [0.0, 0.5, 0.0], atol=1e-6)  # the fine LOD (textured), at y 0.5
+    np.testing.assert_allclose(centres[1], [-2.0, 0.2, 0.0], atol=1e-6)  # x 2 in the file: -2 right-handed
+    np.testing.assert_allclose(np.sort(parts[1].extents), [0.4, 0.4, 0.8], atol=1e-6)  # scaled by 2
+    np.testing.assert_allclose(centres[2], [0.0, 3.0, 1.0], atol=1e-6)
+    assert textures == {"wood.png": "wood.png"} and library / "stklib_rope_a" in folders
+    assert all(p.volume > 0 for p in parts)  # still outward-wound after the placements
+
+
+def test_stk_kart_is_its_body_with_four_wheels(tmp_path: Path) -> None:
+    """A kart: body plus the wheels at their kart.xml positions (file axes, mirrored with the meshes), and a
+    speed-weighted object without a bone; headlights and objects on other bones are left out; converted
+    upright (+Y up in the files) with its texture from the kart folder."""
+    from zero1to3.data.corpus import _load_stk_parts, stk_kart_models
+
+    kart = tmp_path / "data" / "karts" / "tux"
+    _spm_box(kart / "tux.spm", (0.8, 0.4, 1.4), centre=(0.0, 0.4, 0.0))
+    for name in ("front-left", "front-right", "rear-left", "rear-right"):
+        _spm_box(kart / f"wheel-{name}.spm", (0.1, 0.3, 0.3))
+    _spm_box(kart / "headlight.spm", (0.3, 0.3, 3.0))
+    _spm_box(kart / "tail.spm", (0.1, 0.1, 0.5))
+    _spm_box(kart / "carpet.spm", (1.0, 0.05, 1.6))
+    Image.fromarray(np.full((8, 8, 3), (200, 20, 20), np.uint8)).save(kart / "wood.png")
+    (kart / "kart.xml").write_text("""<?xml version="1.0"?>
+<kart name="Tux" version="3" model-file="tux.spm">
+  <wheels>
+    <front-left position="-0.40 0.15 0.60" model="wheel-front-left.spm"/>
+    <front-right position="0.40 0.15 0.60" model="wheel-front-right.spm"/>
+    <rear-left position="-0.45 0.15 -0.55" model="wheel-rear-left.spm"/>
+    <rear-right position="0.45 0.15 -0.55" model="wheel-rear-right.spm"/>
+  </wheels>
+  <speed-weighted-objects>
+    <object position="0 0.3 -0.8" rotation="0 0 0" scale="1 1 1" bone="Pelvis" model="tail.spm"/>
+    <object position="0 0.02 0" rotation="0 0 0" scale="1 1 1" bone="root" model="carpet.spm"/>
+  </speed-weighted-objects>
+  <headlights>
+    <object position="-0.2 0.1 0.7" rotation="0 0 0" scale="1 1 1" bone="Car" model="headlight.spm"/>
+  </headlights>
+</kart>
+""")
+    models = stk_kart_models(kart / "kart.xml")
+    assert [f.name for f, _ in models] == ["tux.spm", "wheel-front-left.spm", "wheel-front-right.spm",
+                                          "wheel-rear-left.spm", "wheel-rear-right.spm", "carpet.spm"]
+    parts = _load_stk_parts(kart / "kart.xml", {}, [kart])
+    np.testing.assert_allclose(parts[1].bounds.mean(axis=0), [0.40, 0.15, 0.60], atol=1e-6)  # x mirrored
+    np.testing.assert_allclose(parts[4].bounds.mean(axis=0), [-0.45, 0.15, -0.55], atol=1e-6)
+    mesh = convert_object(kart / "kart.xml", up_axis="y", reader="stk-nodes")
+    assert np.argmax(mesh.extents) == 1  # the kart's length (file Z) is horizontal: Y of the file is up
+    colours = np.asarray(mesh.visual.material.baseColorTexture.convert("RGB")).reshape(-1, 3)
+    assert (colours == (200, 20, 20)).all(axis=1).any()
+
+
+def test_many_textures_and_tiling_parts_stay_drawn(tmp_path: Path) -> None:
+    """An object of many parts with their own textures packs into one atlas without losing the small ones to
+    the atlas's transparent padding (the atlas is shrunk to 512 px); a tiling part whose triangles each lie
+    within one repeat keeps its texture (shifted), one that spans repeats gets its alpha-weighted mean colour."""
+    node = tmp_path / "data" / "library" / "stklib_shed_a"
+    body = []
+    rng = np.random.default_rng(0)
+    node.mkdir(parents=True)
+    for i in range(14):
+        name = f"tex{i}.png"
+        size = 512 if i < 10 else 64
+        pixels = rng.integers(0, 255, (size, size, 4)).astype(np.uint8)
+        pixels[..., 3] = 255
+        image = Image.fromarray(pixels)  # RGBA (opaque) and RGB textures mixed
+        (image if i % 2 else image.convert("RGB")).save(node / name)
+        _spm_box(node / f"p{i}.spm", (0.3, 0.3, 0.3), centre=(i * 0.4, 0.0, 0.0), texture=name)
+        body.append(f'<object type="animation" model="p{i}.spm" xyz="0 0 0" interaction="ghost"/>')
+    leaf = np.zeros((16, 16, 4), np.uint8)
+    leaf[4:12, 4:12] = (20, 200, 20, 255)  # green, the rest transparent black
+    Image.fromarray(leaf, "RGBA").save(node / "leaf.png")
+    _spm_box(node / "tiled.spm", (0.3, 0.3, 0.3), centre=(0.0, 1.0, 0.0), texture="leaf.png", uv_offset=2.0)
+    _spm_box(node / "wall.spm", (0.3, 0.3, 0.3), centre=(0.0, 2.0, 0.0), texture="leaf.png", uv_offset=0.6)
+    body += ['<object type="animation" model="tiled.spm" xyz="0 0 0" interaction="ghost"/>',
+             '<object type="animation" model="wall.spm" xyz="0 0 0" interaction="ghost"/>']
+    _stk_object(node, "\n".join(body))
+    mesh = convert_object(node / "node.xml", up_axis="y", reader="stk-nodes")
+    image = mesh.visual.material.baseColorTexture
+    assert max(image.size) <= 512
+    texels = np.asarray(image.convert("RGBA"))
+    uv = np.asarray(mesh.visual.uv)
+    centroid = uv[mesh.faces].mean(axis=1)
+    x = np.clip((centroid[:, 0] * image.size[0]).astype(int), 0, image.size[0] - 1)
+    y = np.clip(((1 - centroid[:, 1]) * image.size[1]).astype(int), 0, image.size[1] - 1)
+    assert len(mesh.faces) == 16 * 12 and (texels[y, x, 3] >= 128).all()  # every part drawn
+    # parts in node order: the tiled part (last but one) samples the leaf's green square, shifted into [0, 1];
+    # the wall (last, spanning repeats) is the leaf's mean colour weighted by alpha: green, not darkened
+    for rgb in (texels[y[-24:], x[-24:], :3].astype(int)):
+        assert rgb[1] > 150 and rgb[0] < 60 and rgb[2] < 60

@@ -107,3 +107,32 @@ def test_unknown_version_kind_and_trailing_bytes_are_refused():
         read_spm(_spm() + b"\0")
     with pytest.raises(ValueError, match="not an SPM"):
         read_spm(b"GLTF" + _spm()[4:])
+
+
+def spm_from_sections(sections: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, str]]) -> bytes:
+    """A static SPM file from (positions [n, 3], triangles [m, 3], UVs [n, 2] as stored (top-left origin) or
+    None, texture name) per section, one material per section (also used by the corpus tests)."""
+    positions = np.concatenate([np.asarray(p, np.float32) for p, _, _, _ in sections])
+    out = b"SP" + bytes([1 << 3 | 2, 0]) + struct.pack("<6f", *positions.min(0), *positions.max(0))
+    out += struct.pack("<H", len(sections)) + b"".join(_string(t) + _string("") for _, _, _, t in sections)
+    out += struct.pack("<HH", 1, len(sections))
+    for index, (points, faces, uv, texture) in enumerate(sections):
+        points, faces = np.asarray(points, np.float32), np.asarray(faces)
+        out += struct.pack("<IIH", len(points), faces.size, index)
+        for i, point in enumerate(points):
+            out += struct.pack("<3f", *point)
+            if texture:
+                out += np.asarray(uv[i], "<f2").tobytes()
+        out += faces.astype("<u1" if len(points) <= 255 else "<u2").tobytes()
+    return out
+
+
+def test_multi_section_writer_round_trip():
+    box = np.array([[x, y, z] for x in (0, 1) for y in (0, 2) for z in (0, 3)], np.float32)
+    faces = np.array([[0, 1, 3], [0, 3, 2]])
+    uv = np.array([[0.25, 0.5]] * 8)
+    parts = read_spm(spm_from_sections([(box, faces, uv, "a.png"), (box + 5, faces, None, "")]),
+                     right_handed=False)
+    assert [t for _, t in parts] == ["a.png", ""]
+    np.testing.assert_allclose(parts[1][0].vertices, box + 5)
+    np.testing.assert_allclose(parts[0][0].visual.uv, [[0.25, 0.5]] * 8)
