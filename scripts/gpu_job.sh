@@ -21,8 +21,8 @@ TRAIN_ARGS=${TRAIN_ARGS:-}
 EVAL_LIMIT=${EVAL_LIMIT:-0}
 INIT=${INIT:-src/zero1to3/weights/tiny}
 # training shard folders under .data, space-separated: a set too large for one call travels in two back-to-back
-# calls (all 4,587 training objects: the first call carries train64s, the next train64mg train64fg train64fg2
-# train64oa, both with TRAIN="train64s train64mg train64fg train64fg2 train64oa"; staged packs stay staged)
+# calls, each with the same TRAIN (it names what is staged and trained on): docs/training.md, "More data than
+# one device call carries", has the recipe for all training objects
 TRAIN=${TRAIN:-train64}
 source scripts/device_env.sh
 # shellcheck disable=SC2086
