@@ -113,6 +113,9 @@ class Source:
     #: the model's own (searched after the usual ones, each pattern's matches in name order): FlightGear's AI
     #: aircraft keep each livery's texture in ``Textures/<livery>/``
     texture_folders: tuple[str, ...] = ()
+    #: reader "minetest-mods": more folders whose ``textures/`` subfolders hold the textures a mod's Lua node
+    #: definitions name (searched after the source's own roots: mods use other mods' and the base game's)
+    texture_roots: tuple[str, ...] = ()
 
 
 _G = "/usr/share/games"
@@ -120,6 +123,27 @@ _FG_BASE_ROOTS = (f"{_G}/flightgear/Scenery/Models", f"{_G}/flightgear/Scenery/O
 #: FlightGear's light models (halos, navigation and strobe lights, light cones, flares, lamps), whatever folder
 _FG_LIGHTS = (r"|(^|/)lights?(/|\.ac$)|(^|/)light[-_]|[-_]light(s|ing)?\.ac$|(green|red|white)light|lamp|strobe"
               r"|toggle-white|(^|/|-)flare\.ac$|(^|/)flash\.ac$|(^|/)beacon\.ac$|procedural_light")
+_MT = f"{_G}/minetest"
+#: Minetest mod packages (``minetest-mod-*``, one source each so each keeps its version and licence): every
+#: ``.obj`` / ``.b3d`` under the mod's ``models/`` folders is one object, textured by the Lua node definition that
+#: first names the mesh (``mesh = "x.obj"``, ``tiles = {...}``; :func:`minetest_mesh_tiles`); +Y up as
+#: minetest-data. Left out: worn/wielded player models and armour entities, low-poly copies, open/on states of
+#: a model whose closed/off one is kept, flat planes (doors and trapdoors, paintings, calendars, rugs, blinds,
+#: shutters, paper walls, fences, banisters, the dartboard, a wall sconce's back plate), chains, fire, plain
+#: primitives (cube, roof slopes, a pole, a 12-triangle cabinet box), pipe junctions, the desk fan (its B3D
+#: comes out broken)
+_MT_MOD_EXCLUDE = (DEFAULT_EXCLUDE + r"|_lowpoly\.|_(open|on)\.(obj|b3d)$|3d_armor_(character|entity)"
+                   r"|(^|/)models/[^/]*(painting|picture_frame|calendar|small_rug|windowblind|window_shutter"
+                   r"|wall_japanese|fence_|banister|chains|fancy_fire|homedecor_cube|slope|pipeworks_pipe_\d+"
+                   r"|crossover|door|dartboard|wall_sconce|round_pole|kitchen_cabinet\.|desk_fan)[^/]*$")
+_MINETEST_MOD_SOURCES = tuple(
+    Source(f"minetest-mod-{package}", (f"{_MT}/mods/{folder}",), (".obj", ".b3d"), up_axis="y",
+           exclude=_MT_MOD_EXCLUDE, path_filter=r"(^|/)models/[^/]+$", reader="minetest-mods",
+           category_levels=levels, min_side_ratio=0.08, max_per_group=2,
+           texture_roots=(f"{_MT}/mods", f"{_MT}/games/minetest_game/mods"))
+    for package, folder, levels in (("homedecor", "homedecor", (0,)), ("pipeworks", "pipeworks", ()),
+                                    ("mesecons", "mesecons", (0,)), ("3d-armor", "3d_armor", (0,)),
+                                    ("maidroid", "maidroid", (0,))))
 #: The sources `zero1to3 data build` knows (install: ``apt-get install -y <name> assimp-utils``).
 SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("ufoai-data", (f"{_G}/ufoai/base/0models.pk3",), (".md2", ".obj"), up_axis="z",
@@ -135,7 +159,9 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
            category_levels=(0,)),
     Source("neverball-data", (f"{_G}/neverball",), (".obj",), up_axis="y", category_levels=(0,),
            exclude=DEFAULT_EXCLUDE + r"|^(map-|textures)"),
-    Source("minetest-data", (f"{_G}/minetest",), (".obj", ".b3d"), up_axis="y", category_levels=(1,)),
+    # the base game and devtest (mods/ holds the minetest-mod-* packages' files: their own sources below)
+    Source("minetest-data", (f"{_G}/minetest",), (".obj", ".b3d"), up_axis="y", category_levels=(1,),
+           exclude=DEFAULT_EXCLUDE + r"|^mods/"),
     Source("warzone2100-data", (f"{_G}/warzone2100/base.wz", f"{_G}/warzone2100/mp.wz"), (".pie",), up_axis="y",
            exclude=DEFAULT_EXCLUDE + r"|^(effects|misc)/", category_levels=(0, 1)),
     # one model per unit or building: animation and state variants (walking, dying, construction, ...) and
@@ -222,6 +248,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
            exclude=DEFAULT_EXCLUDE + r"|^library/stklib_(boxGrid|partyFlags|prayerFlags|redXmasLight|skyBeam"
                                      r"|oldLightBulbGroup)(_a)?/",
            reader="stk-nodes", category_levels=(0,), min_side_ratio=0.08),
+    *_MINETEST_MOD_SOURCES,
 )}
 
 #: Default split of the known packages: whole packages per split (held-out makers).
@@ -229,6 +256,7 @@ DEFAULT_SPLITS: dict[str, str] = {
     "0ad-data": "train", "ufoai-data": "train", "minetest-data": "train", "megaglest-data": "train",
     "flightgear-data-base": "train", "openarena-data": "train", "flightgear-data-models": "train",
     "flightgear-data-ai": "train", "supertuxkart-data": "train",
+    **{source.name: "train" for source in _MINETEST_MOD_SOURCES},
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
 }
@@ -496,6 +524,258 @@ def _load_stk_parts(path: Path, textures: dict[str, str], folders: list[Path]) -
             parts.append(mesh)
     if not parts:
         raise ValueError("no SPM models in it")
+    return parts
+
+
+# --------------------------------------------------------------------------------------------- Minetest mods
+#: ``mesh = "a.obj"``, or a concatenation of string literals and names (``"pump"..polys..".obj"``: names read as
+#: empty strings, which gives the mod's default mesh where the name is a suffix such as ``polys = "_lowpoly"``)
+_LUA_MESH = re.compile(r"""\bmesh\s*=\s*((?:(?:"[^"\n]*"|'[^'\n]*'|[A-Za-z_][A-Za-z0-9_.]*)\s*\.\.\s*)*"""
+                       r"""(?:"[^"\n]*\.(?:obj|b3d|x)"|'[^'\n]*\.(?:obj|b3d|x)'))""")
+_LUA_TILES = re.compile(r"\btiles\s*=\s*\{")
+_LUA_STRING = re.compile(r"""^(["'])([^"'\n]*)\1$""")
+_LUA_TEXTURE = re.compile(r"^\(*([A-Za-z0-9_.-]+\.(?:png|jpg|jpeg|tga))", re.I)
+
+
+def _lua_strip_comments(text: str) -> str:
+    """Lua source without ``--[[ ... ]]`` block comments and ``--`` line comments (outside string literals)."""
+    out, i, n, quote = [], 0, len(text), ""
+    while i < n:
+        c = text[i]
+        if quote:
+            out.append(c)
+            if c == "\\" and i + 1 < n:
+                out.append(text[i + 1])
+                i += 1
+            elif c == quote or c == "\n":
+                quote = ""
+            i += 1
+        elif c in "\"'":
+            quote = c
+            out.append(c)
+            i += 1
+        elif text.startswith("--", i):
+            block = re.match(r"--\[(=*)\[", text[i:i + 16])
+            if block:
+                end = text.find("]" + block.group(1) + "]", i)
+                i = n if end < 0 else end + len(block.group(1)) + 2
+            else:
+                end = text.find("\n", i)
+                i = n if end < 0 else end
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _lua_matching_brace(text: str, start: int) -> int:
+    """Index of the ``}`` closing the ``{`` at ``start`` (string literals skipped); -1 if unbalanced."""
+    depth, i, quote = 0, start, ""
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def _lua_enclosing_brace(text: str, pos: int) -> int:
+    """Index of the ``{`` of the innermost table constructor around ``pos`` (-1 if none); braces in strings are
+    rare enough in node definitions to be ignored here."""
+    depth = 0
+    for i in range(pos - 1, -1, -1):
+        if text[i] == "}":
+            depth += 1
+        elif text[i] == "{":
+            if depth == 0:
+                return i
+            depth -= 1
+    return -1
+
+
+def _lua_items(body: str) -> list[str]:
+    """The top-level comma/semicolon-separated items of a table constructor's body."""
+    items, depth, quote, current = [], 0, "", []
+    for i, c in enumerate(body):
+        if quote:
+            if c == quote and body[i - 1] != "\\":
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c in "{(":
+            depth += 1
+        elif c in "})":
+            depth -= 1
+        elif c in ",;" and depth == 0:
+            items.append("".join(current).strip())
+            current = []
+            continue
+        current.append(c)
+    if "".join(current).strip():
+        items.append("".join(current).strip())
+    return [item for item in items if item]
+
+
+def _lua_tile_texture(item: str) -> str | None:
+    """The base texture file of one ``tiles`` entry: ``"a.png"``, ``"a.png^[colorize:..."`` or
+    ``{name = "a.png", ...}`` give ``a.png``; generated textures (``[combine`` ...), variables and string
+    concatenations give None."""
+    item = item.strip()
+    if item.startswith("{"):
+        named = re.search(r"""\bname\s*=\s*(["'][^"'\n]*["'])\s*(?:[,;}]|$)""", item)
+        inner = _lua_items(item[1:-1]) if item.endswith("}") else []
+        item = named.group(1) if named else (inner[0] if inner and "=" not in inner[0] else "")
+    literal = _LUA_STRING.match(item.strip())
+    if not literal:
+        return None
+    found = _LUA_TEXTURE.match(literal.group(2).strip())
+    return found.group(1) if found else None
+
+
+def lua_mesh_tiles(text: str) -> dict[str, list[str | None]]:
+    """Mesh file name -> texture file per material of the first table constructor in this Lua source that sets
+    ``mesh = "<file>"`` (a string literal) and ``tiles = {...}``: ``tiles[i]`` textures the i-th material group
+    of the model (Minetest's rule); None where an entry is not a plain texture name."""
+    text = _lua_strip_comments(text)
+    out: dict[str, list[str | None]] = {}
+    for found in _LUA_MESH.finditer(text):
+        name = "".join(re.findall(r"""["']([^"'\n]*)["']""", found.group(1)))
+        if name in out:
+            continue
+        start = _lua_enclosing_brace(text, found.start())
+        end = _lua_matching_brace(text, start) if start >= 0 else -1
+        if end < 0:
+            continue
+        table = text[start:end + 1]
+        for tiles in _LUA_TILES.finditer(table):
+            if table[:tiles.start()].count("{") - table[:tiles.start()].count("}") != 1:
+                continue  # a tiles field of a nested table, not of this definition
+            close = _lua_matching_brace(table, tiles.end() - 1)
+            if close < 0:
+                break
+            textures = [_lua_tile_texture(item) for item in _lua_items(table[tiles.end():close])]
+            if any(textures):
+                out[name] = textures
+            break
+    return out
+
+
+_MT_TILES_CACHE: dict[tuple[str, ...], dict[str, list[str | None]]] = {}
+_MT_TEXTURE_DIRS: dict[tuple[str, ...], list[Path]] = {}
+
+
+def minetest_mesh_tiles(roots: Sequence[str]) -> dict[str, list[str | None]]:
+    """Mesh file name -> tile textures from every ``.lua`` file under ``roots`` (sorted paths; the first
+    definition that names a mesh with a usable ``tiles`` table wins). Cached per process."""
+    key = tuple(str(r) for r in roots)
+    if key not in _MT_TILES_CACHE:
+        table: dict[str, list[str | None]] = {}
+        for root in key:
+            for lua in sorted(Path(root).rglob("*.lua")) if Path(root).is_dir() else []:
+                for name, tiles in lua_mesh_tiles(lua.read_text(errors="replace")).items():
+                    table.setdefault(name, tiles)
+        _MT_TILES_CACHE[key] = table
+    return _MT_TILES_CACHE[key]
+
+
+def _minetest_texture_dirs(roots: Sequence[str]) -> list[Path]:
+    """Every ``textures`` folder under ``roots`` (in root order, then sorted), where tile textures are found."""
+    key = tuple(str(r) for r in roots)
+    if key not in _MT_TEXTURE_DIRS:
+        dirs: list[Path] = []
+        for root in key:
+            if Path(root).is_dir():
+                dirs += [d for d in sorted(Path(root).rglob("textures")) if d.is_dir() and d not in dirs]
+        _MT_TEXTURE_DIRS[key] = dirs
+    return _MT_TEXTURE_DIRS[key]
+
+
+def read_minetest_obj(path: Path) -> list[trimesh.Trimesh]:
+    """A Minetest mod's OBJ as one mesh per material group, in the order Minetest (Irrlicht's OBJ loader) makes
+    its mesh buffers, which ``tiles[i]`` texture: one buffer per (``usemtl``, ``g``) pair in order of first use,
+    faces before any ``g``/``usemtl`` in the first; empty ones skipped. Polygons are fanned into triangles;
+    UVs are kept as written (OBJ convention). Part ``metadata["name"]`` is ``"tile<i>"``."""
+    positions: list[list[float]] = []
+    uvs: list[list[float]] = []
+    groups: dict[tuple[str, str], list[list[tuple[int, int]]]] = {("", ""): []}
+    material, group = "", ""
+    for line in Path(path).read_text(errors="replace").splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "v" and len(words) >= 4:
+            positions.append([float(w) for w in words[1:4]])
+        elif words[0] == "vt" and len(words) >= 3:
+            uvs.append([float(w) for w in words[1:3]])
+        elif words[0] == "usemtl":
+            material = " ".join(words[1:])
+        elif words[0] == "g":
+            group = " ".join(words[1:])
+        elif words[0] == "f" and len(words) >= 4:
+            corners = []
+            for word in words[1:]:
+                refs = word.split("/")
+                v = int(refs[0])
+                t = int(refs[1]) if len(refs) > 1 and refs[1] else 0
+                corners.append((v - 1 if v > 0 else len(positions) + v,
+                                (t - 1 if t > 0 else len(uvs) + t) if t else -1))
+            groups.setdefault((material, group), []).append(corners)
+    if not positions:
+        raise ValueError("no vertices")
+    points = np.asarray(positions, np.float64)
+    coords = np.asarray(uvs, np.float64) if uvs else np.zeros((0, 2))
+    parts: list[trimesh.Trimesh] = []
+    for polygons in groups.values():
+        if not polygons:
+            continue
+        index: dict[tuple[int, int], int] = {}
+        faces = []
+        for corners in polygons:
+            ids = [index.setdefault(c, len(index)) for c in corners]
+            faces += [[ids[0], ids[k], ids[k + 1]] for k in range(1, len(ids) - 1)]
+        keys = list(index)
+        vertices = points[[v for v, _ in keys]]
+        uv = np.array([coords[t] if 0 <= t < len(coords) else (0.0, 0.0) for _, t in keys], np.float64)
+        mesh = trimesh.Trimesh(vertices, np.asarray(faces, np.int64).reshape(-1, 3), process=False)
+        mesh.visual = trimesh.visual.TextureVisuals(uv=uv, material=trimesh.visual.material.SimpleMaterial(
+            name=f"tile{len(parts)}"))
+        mesh.metadata["name"] = f"tile{len(parts)}"
+        parts.append(mesh)
+    return parts
+
+
+def _load_minetest_parts(path: Path, textures: dict[str, str], lua_roots: Sequence[str]) -> list[trimesh.Trimesh]:
+    """The parts of one Minetest mod model with ``textures`` mapping each part's material to the tile texture
+    the mod's Lua definition gives it (the last tile repeats for further groups, as in Minetest). OBJ through
+    :func:`read_minetest_obj`; B3D through assimp, its parts keeping a texture the file itself names and
+    otherwise taking the tiles in order."""
+    tiles = minetest_mesh_tiles(lua_roots).get(path.name, [])
+    if path.suffix.lower() == ".obj":
+        parts = read_minetest_obj(path)
+    else:
+        parts = _load_file_parts(path, textures)
+        if textures:
+            return parts
+        for i, part in enumerate(parts):
+            material = getattr(part.visual, "material", None)
+            if material is not None and not getattr(material, "name", ""):
+                material.name = f"tile{i}"
+    for i, part in enumerate(parts):
+        material = str(getattr(getattr(part.visual, "material", None), "name", "") or "")
+        texture = tiles[min(i, len(tiles) - 1)] if tiles else None
+        if texture and material:
+            textures[material] = texture
     return parts
 
 
@@ -1047,7 +1327,8 @@ def _limit_part_textures(parts: list[trimesh.Trimesh], max_size: int) -> None:
 def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EXCLUDE,
                    max_texture: int = MAX_TEXTURE_SIZE, reader: str = "files",
                    min_side_ratio: float = 0.0, keep_texture_alpha: bool = False,
-                   texture_folders: Sequence[str] = ()) -> trimesh.Trimesh:
+                   texture_folders: Sequence[str] = (), lua_roots: Sequence[str] = (),
+                   texture_roots: Sequence[str] = ()) -> trimesh.Trimesh:
     """Load one source model as a single normalised **+Z up** mesh (textures kept, <= ``max_texture`` px).
 
     Scene parts named like terrain/sky/particles/shadows are dropped; untextured parts of a textured model
@@ -1055,7 +1336,8 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
     (also for thin ones: second-largest side < ``min_side_ratio`` x the largest). ``keep_texture_alpha``:
     texture alpha is transparency as it is (else kept only where it looks like cut-out coverage).
     ``texture_folders``: glob patterns, relative to the folder above the model's, of more folders where the
-    model's named textures are looked for (after the usual ones).
+    model's named textures are looked for (after the usual ones). ``lua_roots`` / ``texture_roots`` (reader
+    ``minetest-mods``): where the mod's Lua node definitions, and the ``textures/`` folders, are searched.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -1072,6 +1354,9 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
         folders = [path.parent]
         parts = _load_stk_parts(path, textures, folders)
         folders.append((path.parents[1] if suffix == ".spm" else path.parents[2]) / "textures")
+    elif reader == "minetest-mods":
+        parts = _load_minetest_parts(path, textures, lua_roots)
+        folders = _minetest_texture_dirs(tuple(lua_roots) + tuple(texture_roots))
     else:
         parts = _load_file_parts(path, textures)
     return _assemble(parts, path, textures, folders, up_axis, name_filter, max_texture,
@@ -1413,7 +1698,8 @@ def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
             return cached["record"], tuple(cached["signature"]), None
         mesh = convert_object(Path(path), source.up_axis, reader=source.reader,
                               min_side_ratio=source.min_side_ratio, keep_texture_alpha=source.keep_texture_alpha,
-                              texture_folders=source.texture_folders)
+                              texture_folders=source.texture_folders, lua_roots=source.roots,
+                              texture_roots=source.texture_roots)
         data = write_glb(mesh, Path(out_file))
         textured = _has_image(mesh)
         record = ObjectRecord(
