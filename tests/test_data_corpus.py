@@ -655,3 +655,142 @@ def test_many_textures_and_tiling_parts_stay_drawn(tmp_path: Path) -> None:
     # the wall (last, spanning repeats) is the leaf's mean colour weighted by alpha: green, not darkened
     for rgb in (texels[y[-24:], x[-24:], :3].astype(int)):
         assert rgb[1] > 150 and rgb[0] < 60 and rgb[2] < 60
+
+
+def test_minetest_mod_sources_keep_one_model_per_object(tmp_path: Path) -> None:
+    """minetest-mod-*: the source's exclusions, run by the real file discovery on stand-in files: furniture,
+    lamps and devices under models/ stay; low-poly copies, open/on states, doors, flat planes, primitives, pipe
+    junctions, worn armour, the broken desk fan and files outside models/ do not. minetest-data no longer
+    reads mods/ (the mod packages' files)."""
+    import dataclasses
+
+    from zero1to3.data.corpus import DEFAULT_SPLITS, _iter_files
+
+    kept = ["homedecor_kitchen/models/homedecor_refrigerator.obj", "homedecor_misc/models/homedecor_piano.obj",
+            "homedecor_lighting/models/homedecor_table_lamp.obj", "lavalamp/models/lavalamp.obj",
+            "homedecor_books/models/homedecor_book.obj", "pipeworks/models/pipeworks_pump.obj",
+            "3d_armor_stand/models/3d_armor_stand.obj", "maidroid/models/maidroid.b3d"]
+    dropped = ["pipeworks/models/pipeworks_pump_lowpoly.obj", "homedecor_books/models/homedecor_book_open.obj",
+               "homedecor_bathroom/models/homedecor_toilet_open.obj", "mesecons/models/jeija_wall_lever_on.obj",
+               "homedecor_3d_extras/models/homedecor_door_fancy_a.obj",
+               "homedecor_3d_extras/models/homedecor_3d_trapdoor.obj",
+               "homedecor_pictures_and_paintings/models/homedecor_painting.obj",
+               "homedecor_office/models/homedecor_calendar.obj",
+               "homedecor_fences/models/homedecor_fence_chainlink.obj",
+               "homedecor_misc/models/homedecor_banister_horizontal.obj", "homedecor_common/models/homedecor_cube.obj",
+               "homedecor_common/models/homedecor_slope.obj", "pipeworks/models/pipeworks_pipe_3.obj",
+               "3d_armor/models/3d_armor_character.b3d", "3d_armor_stand/models/3d_armor_entity.obj",
+               "homedecor_climate_control/models/homedecor_desk_fan.b3d", "fake_fire/models/fancy_fire.obj",
+               "homedecor_kitchen/models/homedecor_kitchen_cabinet.obj",
+               "homedecor_misc/models/homedecor_dartboard.obj",
+               "homedecor_misc/textures/homedecor_piano.obj"]
+    for rel in kept + dropped:
+        (tmp_path / "mods" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "mods" / rel).write_text("v 0 0 0\n")
+    source = dataclasses.replace(SOURCES["minetest-mod-homedecor"], roots=(str(tmp_path / "mods"),))
+    assert {rel for rel, _, _ in _iter_files(source, tmp_path / "x")} == set(kept)
+    for name in ("homedecor", "pipeworks", "mesecons", "3d-armor", "maidroid"):
+        assert DEFAULT_SPLITS[f"minetest-mod-{name}"] == "train"
+        assert SOURCES[f"minetest-mod-{name}"].reader == "minetest-mods"
+    game = tmp_path / "minetest" / "games" / "minetest_game" / "mods" / "boats" / "models" / "boats_boat.obj"
+    game.parent.mkdir(parents=True)
+    game.write_text("v 0 0 0\n")
+    mod_file = tmp_path / "minetest" / "mods" / "homedecor" / "homedecor_kitchen" / "models" / "fridge.obj"
+    mod_file.parent.mkdir(parents=True)
+    mod_file.write_text("v 0 0 0\n")
+    base = dataclasses.replace(SOURCES["minetest-data"], roots=(str(tmp_path / "minetest"),))
+    found = [rel for rel, _, _ in _iter_files(base, tmp_path / "x")]
+    assert found == ["games/minetest_game/mods/boats/models/boats_boat.obj"]
+
+
+_MOD_LUA = '''
+-- mesh = "commented_out.obj", tiles = {"wrong.png"}
+local polys = ""
+if minetest.settings:get_bool("pipeworks_lowpoly") then polys = "_lowpoly" end
+homedecor.register("piano", {
+	mesh = "homedecor_piano.obj",
+	tiles = {
+		{ name = "homedecor_generic_wood_luxury.png", color = homedecor.color_black },
+		"homedecor_piano_keys.png^[colorize:#000:40",  -- a modifier: the base file only
+		"[combine:16x16:0,0=a.png",
+		homedecor.plain_wood,
+		"default_"..name..".png",
+	},
+	selection_box = { type = "fixed", fixed = { -0.5, -0.5, -0.5, 1.5, 0.5, 0.5 } },
+})
+minetest.register_node("pipeworks:pump_off", {
+	drawtype = "mesh",
+	mesh = "pipeworks_pump"..polys..".obj",
+	tiles = { 'pipeworks_pump.png' },
+})
+minetest.register_node("homedecor:piano_white", {
+	mesh = "homedecor_piano.obj",  -- a later definition of the same mesh does not count
+	tiles = { "homedecor_piano_white.png" },
+})
+minetest.register_entity("x:y", {
+	visual = "mesh", mesh = "thing.b3d",
+	inner = { tiles = { "nested.png" } },
+	textures = { "skin.png" },
+})
+--[[ minetest.register_node("x:z", { mesh = "block_comment.obj", tiles = {"no.png"} }) ]]
+'''
+
+
+def test_lua_mesh_tiles_parse() -> None:
+    """The Lua ``mesh`` + ``tiles`` parse on a small hand-written mod file: the first definition of a mesh wins;
+    plain names, ``{name = ...}`` tables and modified textures give their base file; generated textures,
+    variables and concatenations give None; names in concatenated mesh strings read as empty; comments and
+    ``tiles`` of nested tables are ignored."""
+    from zero1to3.data.corpus import lua_mesh_tiles
+
+    tiles = lua_mesh_tiles(_MOD_LUA)
+    assert tiles == {"homedecor_piano.obj": ["homedecor_generic_wood_luxury.png", "homedecor_piano_keys.png",
+                                             None, None, None],
+                     "pipeworks_pump.obj": ["pipeworks_pump.png"]}
+
+
+def test_minetest_obj_groups_get_their_tiles(tmp_path: Path) -> None:
+    """A hand-built Minetest mod: an OBJ with faces before any group, then two ``g`` groups (no usemtl, as the
+    mods' files are), and a Lua definition whose three tiles live in two mods' textures folders; each group is
+    drawn with its own tile (tiles[i] on the i-th group), and an unknown tile leaves its group one colour."""
+    from zero1to3.data.corpus import read_minetest_obj
+
+    mods = tmp_path / "mods" / "mymods"
+    (mods / "chest" / "models").mkdir(parents=True)
+    (mods / "chest" / "textures").mkdir()
+    other = tmp_path / "game" / "default" / "textures"
+    other.mkdir(parents=True)
+    colours = {"red.png": (220, 20, 20), "green.png": (20, 200, 20), "blue.png": (20, 20, 220)}
+    for name, folder in (("red.png", mods / "chest" / "textures"), ("green.png", other),
+                         ("blue.png", mods / "chest" / "textures")):
+        Image.fromarray(np.tile(np.array(colours[name], np.uint8), (8, 8, 1))).save(folder / name)
+    lines, offset = [], 0
+    for k, (label, y) in enumerate(((None, 0.0), ("g 1", 2.0), ("g 2", 4.0))):
+        box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+        box.apply_translation((0.0, y, 0.0))
+        if label:
+            lines.append(label)
+        lines += [f"v {v[0]:.3f} {v[1]:.3f} {v[2]:.3f}" for v in box.vertices]
+        lines += [f"vt {0.2 + 0.6 * (i % 2)} {0.2 + 0.6 * (i // 4)}" for i in range(8)]
+        lines += ["f " + " ".join(f"{i + offset + 1}/{i + offset + 1}" for i in face) for face in box.faces]
+        offset += 8
+    obj = mods / "chest" / "models" / "mymod_chest.obj"
+    obj.write_text("\n".join(lines) + "\n")
+    (mods / "chest" / "init.lua").write_text(
+        'minetest.register_node("chest:chest", {\n\tdrawtype = "mesh",\n\tmesh = "mymod_chest.obj",\n'
+        '\ttiles = { "red.png", "green.png^[brighten", {name = "blue.png", backface_culling = true} },\n})\n')
+    parts = read_minetest_obj(obj)
+    assert [p.metadata["name"] for p in parts] == ["tile0", "tile1", "tile2"]
+    assert [len(p.faces) for p in parts] == [12, 12, 12]
+    mesh = convert_object(obj, "y", reader="minetest-mods", lua_roots=(str(tmp_path / "mods"),),
+                          texture_roots=(str(tmp_path / "game"),))
+    colour = np.asarray(mesh.visual.to_color().vertex_colors)[:, :3].astype(int)
+    height = np.asarray(mesh.vertices)[:, 2]  # +Z up after conversion: the file's y
+    for level, name in ((height < -0.3, "red.png"), (np.abs(height) < 0.2, "green.png"), (height > 0.3, "blue.png")):
+        assert np.abs(colour[level] - np.array(colours[name])).max() <= 12, name
+    # without a definition the object is untextured (one colour), as minetest-data's are
+    (mods / "chest" / "init.lua").write_text("-- nothing here\n")
+    from zero1to3.data import corpus
+    corpus._MT_TILES_CACHE.clear()
+    plain = convert_object(obj, "y", reader="minetest-mods", lua_roots=(str(tmp_path / "mods"),))
+    assert not isinstance(plain.visual, trimesh.visual.TextureVisuals) or plain.visual.material.image is None

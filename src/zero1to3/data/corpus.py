@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["RESERVED_SOURCES", "Source", "SOURCES", "DEFAULT_SPLITS", "ObjectRecord", "ReservedSourceError",
            "check_not_reserved", "build_corpus", "convert_object", "near_duplicate_groups", "assign_splits",
            "load_manifest", "split_files", "limit_group_members", "MAX_TEXTURE_SIZE", "MESH_FILE_EXTENSIONS",
-           "read_md2", "read_pmd", "read_pie"]
+           "read_md2", "read_pmd", "read_pie", "read_minetest_obj", "lua_mesh_tiles", "minetest_mesh_tiles"]
 
 #: Sources reserved for independent evaluation (BRIEF): never built into a corpus. Matched against
 #: package names and against every component of a folder source's path.
