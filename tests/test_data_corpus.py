@@ -13,7 +13,8 @@ from PIL import Image
 
 from zero1to3.cli import main as cli_main
 from zero1to3.data.corpus import (SOURCES, ReservedSourceError, Source, build_corpus, check_not_reserved,
-                                  convert_object, read_g3d, read_md2, split_files)
+                                  convert_object, split_files)
+from zero1to3.data.formats import read_g3d, read_md2
 from zero1to3.data.render import load_mesh
 
 
