@@ -1,4 +1,5 @@
-"""Game formats read into trimesh: 0 A.D.'s PMD, Quake 2's MD2, Warzone 2100's PIE and MegaGlest's G3D.
+"""Game formats read into trimesh: 0 A.D.'s PMD, Quake 2's MD2, Warzone 2100's PIE and MegaGlest's G3D; and
+the subset of VRML 2.0 that KiCad's 3D component models use.
 
 Why: these packages ship their models only in their engines' own formats, which neither trimesh nor assimp
 reads (or reads without textures). Each reader returns meshes in the file's own axes with UVs in the
@@ -8,13 +9,14 @@ ValueError (the corpus records it as failed). SuperTuxKart's SPM lives in :mod:`
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
 import numpy as np
 import trimesh
 
-__all__ = ["read_pmd", "read_md2", "read_pie", "read_g3d"]
+__all__ = ["read_pmd", "read_md2", "read_pie", "read_g3d", "read_vrml"]
 
 
 def read_pmd(data: bytes) -> trimesh.Trimesh:
@@ -183,3 +185,213 @@ def read_g3d(path: Path) -> list[tuple[trimesh.Trimesh, str]]:
     if not meshes:
         raise ValueError("no meshes")
     return meshes
+
+
+# --------------------------------------------------------------------------------------------- VRML 2.0
+_VRML_TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\]|\\.)*"|[{}\[\]]|[^\s,{}\[\]"#]+')
+#: node types read, with the fields that matter; any other node type is refused
+_VRML_NODES = {"Shape", "Appearance", "Material", "IndexedFaceSet", "Coordinate", "Normal", "Transform", "Group"}
+#: fields that are read or safely ignored (shading hints, normals: the renderer computes its own)
+_VRML_IGNORED = {"creaseAngle", "solid", "convex", "normalPerVertex", "normalIndex", "normal", "vector",
+                 "ambientIntensity", "specularColor", "emissiveColor", "shininess", "bboxCenter", "bboxSize"}
+
+
+class _VrmlNode(dict):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+
+class _VrmlParser:
+    def __init__(self, text: str):
+        self.tokens = [t for t in _VRML_TOKEN.findall(text) if not t.startswith("#")]
+        self.pos = 0
+        self.defs: dict[str, _VrmlNode] = {}
+
+    def peek(self, ahead: int = 0) -> str | None:
+        i = self.pos + ahead
+        return self.tokens[i] if i < len(self.tokens) else None
+
+    def take(self) -> str:
+        if self.pos >= len(self.tokens):
+            raise ValueError("VRML: unexpected end of file")
+        self.pos += 1
+        return self.tokens[self.pos - 1]
+
+    def starts_node(self) -> bool:
+        token = self.peek()
+        return token in ("DEF", "USE") or (token is not None and token[0].isalpha() and self.peek(1) == "{")
+
+    def node(self) -> _VrmlNode:
+        token = self.take()
+        if token == "USE":
+            name = self.take()
+            if name not in self.defs:
+                raise ValueError(f"VRML: USE of undefined {name!r}")
+            return self.defs[name]
+        name = None
+        if token == "DEF":
+            name, token = self.take(), self.take()
+        if token not in _VRML_NODES:
+            raise ValueError(f"VRML: node type {token!r} is not read")
+        if self.take() != "{":
+            raise ValueError(f"VRML: '{{' expected after {token}")
+        node = _VrmlNode(token)
+        while self.peek() != "}":
+            field = self.take()
+            if not field[0].isalpha() or field in ("DEF", "USE"):
+                raise ValueError(f"VRML: field name expected in {token}, got {field!r}")
+            node[field] = self.value()
+        self.take()
+        if name is not None:
+            self.defs[name] = node
+        return node
+
+    def value(self):
+        if self.peek() == "[":
+            self.take()
+            items: list = []
+            while self.peek() != "]":
+                if self.peek() is None:
+                    raise ValueError("VRML: unclosed '['")
+                items.append(self.node() if self.starts_node() else self.scalar())
+            self.take()
+            return items
+        if self.starts_node():
+            return self.node()
+        values = []
+        while self.peek() is not None and self.peek() not in "{}[]" and not self.peek()[0].isalpha():
+            values.append(self.scalar())
+        if not values and self.peek() in ("TRUE", "FALSE", "NULL"):
+            values.append(self.take())
+        if not values:
+            raise ValueError(f"VRML: value expected, got {self.peek()!r}")
+        return values
+
+    def scalar(self):
+        token = self.take()
+        if token in ("TRUE", "FALSE") or token.startswith('"'):
+            return token
+        try:
+            return float(token)
+        except ValueError:
+            raise ValueError(f"VRML: number expected, got {token!r}") from None
+
+
+def _vrml_floats(value, count: int | None, field: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"VRML: {field} is not numeric") from None
+    if array.ndim != 1 or (count is not None and array.size != count):
+        raise ValueError(f"VRML: {field} needs {count} numbers")
+    return array
+
+
+def _vrml_transform(node: _VrmlNode) -> np.ndarray:
+    """The 4x4 matrix of a Transform: T * C * R * SR * S * SR^-1 * C^-1 (VRML 2.0 spec)."""
+    from trimesh import transformations as tf
+
+    def get(field, default):
+        return _vrml_floats(node.get(field, default), len(default), f"Transform.{field}")
+
+    translation, center, scale = get("translation", [0, 0, 0]), get("center", [0, 0, 0]), get("scale", [1, 1, 1])
+    rotation, orientation = get("rotation", [0, 0, 1, 0]), get("scaleOrientation", [0, 0, 1, 0])
+    rot = tf.rotation_matrix(rotation[3], rotation[:3]) if rotation[3] else np.eye(4)
+    orient = tf.rotation_matrix(orientation[3], orientation[:3]) if orientation[3] else np.eye(4)
+    return (tf.translation_matrix(translation + center) @ rot @ orient @ np.diag([*scale, 1.0])
+            @ np.linalg.inv(orient) @ tf.translation_matrix(-center))
+
+
+def _vrml_shape(shape: _VrmlNode, matrix: np.ndarray) -> tuple[trimesh.Trimesh, np.ndarray] | None:
+    for field in shape:
+        if field not in ("appearance", "geometry"):
+            raise ValueError(f"VRML: Shape field {field!r} is not read")
+    geometry = shape.get("geometry")
+    if geometry is None:
+        return None  # KiCad's files open with appearance-only shapes that DEF the materials
+    if geometry.kind != "IndexedFaceSet":
+        raise ValueError(f"VRML: geometry {geometry.kind} is not read")
+    for field in geometry:
+        if field not in ("coord", "coordIndex", "ccw") and field not in _VRML_IGNORED:
+            raise ValueError(f"VRML: IndexedFaceSet field {field!r} is not read")
+    colour = np.array([0.8, 0.8, 0.8, 1.0])
+    appearance = shape.get("appearance")
+    if appearance is not None:
+        if appearance.kind != "Appearance" or set(appearance) - {"material"}:
+            raise ValueError("VRML: appearance other than one Material is not read")
+        material = appearance.get("material")
+        if material is not None:
+            if material.kind != "Material" or set(material) - _VRML_IGNORED - {"diffuseColor", "transparency"}:
+                raise ValueError("VRML: unexpected Material")
+            colour[:3] = _vrml_floats(material.get("diffuseColor", [0.8, 0.8, 0.8]), 3, "diffuseColor")
+            colour[3] = 1.0 - _vrml_floats(material.get("transparency", [0.0]), 1, "transparency")[0]
+    coord = geometry.get("coord")
+    if coord is None or coord.kind != "Coordinate" or set(coord) != {"point"}:
+        raise ValueError("VRML: IndexedFaceSet without a Coordinate point list")
+    points = _vrml_floats(coord["point"], None, "point")
+    if points.size % 3:
+        raise ValueError("VRML: point count is not a multiple of 3")
+    points = points.reshape(-1, 3)
+    index = _vrml_floats(geometry.get("coordIndex", []), None, "coordIndex")
+    if np.any(index != np.round(index)) or np.any(index < -1) or np.any(index >= len(points)):
+        raise ValueError("VRML: coordIndex out of range")
+    faces = []
+    for polygon in np.split(index.astype(np.int64), np.flatnonzero(index == -1)):
+        polygon = polygon[polygon >= 0]
+        faces += [(polygon[0], polygon[i], polygon[i + 1]) for i in range(1, len(polygon) - 1)]  # fan
+    if not faces:
+        return None
+    faces = np.asarray(faces, np.int64)
+    if geometry.get("ccw", ["TRUE"]) == ["FALSE"]:
+        faces = faces[:, ::-1]
+    mesh = trimesh.Trimesh(points, faces, process=False)
+    if not np.allclose(matrix, np.eye(4)):
+        mesh.apply_transform(matrix)
+    return mesh, np.clip(colour, 0.0, 1.0)
+
+
+def _vrml_walk(node: _VrmlNode, matrix: np.ndarray, out: list, depth: int = 0) -> None:
+    if depth > 32:
+        raise ValueError("VRML: nodes nested too deep")
+    if node.kind == "Shape":
+        part = _vrml_shape(node, matrix)
+        if part is not None:
+            out.append(part)
+    elif node.kind in ("Transform", "Group"):
+        allowed = {"children", "bboxCenter", "bboxSize"}
+        if node.kind == "Transform":
+            allowed |= {"translation", "rotation", "scale", "scaleOrientation", "center"}
+            matrix = matrix @ _vrml_transform(node)
+        if set(node) - allowed:
+            raise ValueError(f"VRML: {node.kind} field {sorted(set(node) - allowed)[0]!r} is not read")
+        children = node.get("children", [])
+        for child in children if isinstance(children, list) else [children]:
+            if not isinstance(child, _VrmlNode):
+                raise ValueError("VRML: children must be nodes")
+            _vrml_walk(child, matrix, out, depth + 1)
+    else:
+        raise ValueError(f"VRML: {node.kind} at the top level")
+
+
+def read_vrml(path: Path) -> list[tuple[trimesh.Trimesh, np.ndarray]]:
+    """The shapes of a VRML 2.0 file as (mesh, RGBA colour in 0..1) pairs, in the file's own axes.
+
+    Reads the subset KiCad's 3D models (``kicad-packages3d``) are written in: top-level ``Shape`` nodes (and
+    ``Transform`` / ``Group`` around them) with an ``Appearance`` holding one ``Material`` (diffuse colour and
+    transparency; DEF/USE references to any node) and an ``IndexedFaceSet`` of ``Coordinate`` points whose
+    ``coordIndex`` polygons (separated by -1) are split into triangle fans. Normals and shading hints are
+    ignored; textures, colours per vertex, other geometry, PROTOs, Inline and anything else are refused with a
+    ValueError, as are broken files."""
+    text = Path(path).read_bytes().decode("utf-8", "replace")
+    if not text.startswith("#VRML V2.0"):
+        raise ValueError("not a VRML 2.0 file")
+    parser = _VrmlParser(text)
+    out: list[tuple[trimesh.Trimesh, np.ndarray]] = []
+    while parser.peek() is not None:
+        if parser.peek() in ("PROTO", "EXTERNPROTO", "ROUTE"):
+            raise ValueError(f"VRML: {parser.peek()} is not read")
+        _vrml_walk(parser.node(), np.eye(4), out)
+    if not out:
+        raise ValueError("VRML: no faces")
+    return out
