@@ -36,7 +36,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import trimesh
 
-from zero1to3.data.formats import read_g3d, read_md2, read_pie, read_pmd
+from zero1to3.data.formats import read_g3d, read_md2, read_pie, read_pmd, read_vrml
 from zero1to3.data.procedural import normalize_mesh
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,17 @@ class Source:
     #: reader "minetest-mods": more folders whose ``textures/`` subfolders hold the textures a mod's Lua node
     #: definitions name (searched after the source's own roots: mods use other mods' and the base game's)
     texture_roots: tuple[str, ...] = ()
+    #: at most this many model files per folder (after ``exclude`` / ``path_filter``), evenly spaced in name
+    #: order (the i-th of n kept files is file ``floor((i + 0.5) * total / n)``); 0 = no limit. KiCad's libraries
+    #: hold hundreds of size/pin-count variants of one part
+    max_per_folder: int = 0
+
+
+def _spread(items: list, count: int) -> list:
+    """``count`` items evenly spaced over ``items`` (all of them when there are no more than ``count``)."""
+    if count <= 0 or len(items) <= count:
+        return list(items)
+    return [items[int((i + 0.5) * len(items) / count)] for i in range(count)]
 
 
 _G = "/usr/share/games"
@@ -249,13 +260,22 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
                                      r"|oldLightBulbGroup)(_a)?/",
            reader="stk-nodes", category_levels=(0,), min_side_ratio=0.08),
     *_MINETEST_MOD_SOURCES,
+    # KiCad's 3D models of electronic components (VRML 2.0 read by formats.read_vrml, coloured per material, +Z
+    # up off the board): one object per .wrl file, at most 20 files per library folder (evenly spaced in name
+    # order: the libraries are long runs of pin-count and size variants) and 2 per near-duplicate group. Left
+    # out: the pin header/socket libraries other than 2.54 mm (the same parts at other pitches), loose pins and
+    # test points; thin objects (single-row headers, axial parts: second side < 8% of the largest)
+    Source("kicad-packages3d", ("/usr/share/kicad/3dmodels",), (".wrl",), up_axis="z",
+           exclude=DEFAULT_EXCLUDE + r"|^Connector_Pin(Header|Socket)_(1\.00|1\.27|2\.00)mm\.3dshapes/"
+                                     r"|^(Connector_Pin|TestPoint)\.3dshapes/",
+           category_levels=(0,), min_side_ratio=0.08, max_per_group=2, max_per_folder=20),
 )}
 
 #: Default split of the known packages: whole packages per split (held-out makers).
 DEFAULT_SPLITS: dict[str, str] = {
     "0ad-data": "train", "ufoai-data": "train", "minetest-data": "train", "megaglest-data": "train",
     "flightgear-data-base": "train", "openarena-data": "train", "flightgear-data-models": "train",
-    "flightgear-data-ai": "train", "supertuxkart-data": "train",
+    "flightgear-data-ai": "train", "supertuxkart-data": "train", "kicad-packages3d": "train",
     **{source.name: "train" for source in _MINETEST_MOD_SOURCES},
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
@@ -350,6 +370,7 @@ def _iter_files(source: Source, extract_dir: Path) -> Iterator[tuple[str, Path, 
             root = target
         if not root.is_dir():
             continue
+        found: list[tuple[str, Path]] = []
         for path in sorted(root.rglob("*")):
             if path.suffix.lower() not in source.extensions or not path.is_file():
                 continue
@@ -360,6 +381,14 @@ def _iter_files(source: Source, extract_dir: Path) -> Iterator[tuple[str, Path, 
                 continue
             if source.unique_file_names:
                 taken.add(path.name.lower())
+            found.append((rel, path))
+        if source.max_per_folder > 0:
+            by_folder: dict[str, list[tuple[str, Path]]] = {}
+            for rel, path in found:
+                by_folder.setdefault(rel.rpartition("/")[0], []).append((rel, path))
+            chosen = {rel for items in by_folder.values() for rel, _ in _spread(items, source.max_per_folder)}
+            found = [(rel, path) for rel, path in found if rel in chosen]
+        for rel, path in found:
             yield rel, path, root
 
 
@@ -1208,6 +1237,8 @@ def _load_file_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trime
             parts = read_g3d(path)
             textures.update({name: name for _, name in parts if name})
             return [mesh for mesh, _ in parts]
+        if suffix == ".wrl":
+            return _vrml_parts(path)
         if suffix == ".md2":
             mesh, skins = read_md2(path)
             for skin in skins:
@@ -1229,6 +1260,22 @@ def _load_file_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trime
         except Exception as exc:
             raise ValueError(f"trimesh could not read it ({type(exc).__name__}: {str(exc)[:120]})") from exc
         return _parts(loaded)
+
+
+def _vrml_parts(path: Path) -> list[trimesh.Trimesh]:
+    """A VRML file's shapes as one vertex-coloured mesh per material colour (KiCad's files hold thousands of
+    small shapes in a handful of colours)."""
+    by_colour: dict[tuple, list[trimesh.Trimesh]] = {}
+    for mesh, colour in read_vrml(path):
+        by_colour.setdefault(tuple(np.round(colour * 255).astype(int).tolist()), []).append(mesh)
+    parts = []
+    for colour, meshes in by_colour.items():
+        offsets = np.cumsum([0] + [len(m.vertices) for m in meshes[:-1]])
+        vertices = np.concatenate([m.vertices for m in meshes])
+        faces = np.concatenate([m.faces + o for m, o in zip(meshes, offsets)])
+        rgba = np.tile(np.array([*colour[:3], 255], np.uint8), (len(vertices), 1))
+        parts.append(trimesh.Trimesh(vertices, faces, process=False, vertex_colors=rgba))
+    return parts
 
 
 def _concatenate(parts: list[trimesh.Trimesh]) -> trimesh.Trimesh:
