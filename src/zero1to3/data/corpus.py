@@ -264,11 +264,12 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     # up off the board): one object per .wrl file, at most 20 files per library folder (evenly spaced in name
     # order: the libraries are long runs of pin-count and size variants) and 2 per near-duplicate group. Left
     # out: the pin header/socket libraries other than 2.54 mm (the same parts at other pitches), loose pins and
-    # test points; thin objects (single-row headers, axial parts: second side < 8% of the largest)
+    # test points; long thin parts (long pin-header rows, axial parts: second side < 15% of the largest, a line at
+    # 64 px)
     Source("kicad-packages3d", ("/usr/share/kicad/3dmodels",), (".wrl",), up_axis="z",
            exclude=DEFAULT_EXCLUDE + r"|^Connector_Pin(Header|Socket)_(1\.00|1\.27|2\.00)mm\.3dshapes/"
                                      r"|^(Connector_Pin|TestPoint)\.3dshapes/",
-           category_levels=(0,), min_side_ratio=0.08, max_per_group=2, max_per_folder=20),
+           category_levels=(0,), min_side_ratio=0.15, max_per_group=2, max_per_folder=20),
 )}
 
 #: Default split of the known packages: whole packages per split (held-out makers).
