@@ -35,8 +35,13 @@ if [ -n "${SEGMENTER_CMD:-}" ]; then  # the segmenter trains beside the diffusio
   (eval "$SEGMENTER_CMD" > "$OUT/segmenter.log" 2>&1; echo "segmenter rc $?" >> "$OUT/segmenter.log") &
 fi
 train_dirs=()
-for t in $TRAIN; do [ -d "$WORK/data/$t" ] && train_dirs+=("$WORK/data/$t"); done
+missing=()
+for t in $TRAIN; do if [ -d "$WORK/data/$t" ]; then train_dirs+=("$WORK/data/$t"); else missing+=("$t"); fi; done
 echo "training data: ${train_dirs[*]}" | tee -a "$OUT/staged.txt"
+if [ "$MINUTES" != "0" ] && [ ${#missing[@]} -gt 0 ]; then  # a cold machine lost what earlier calls staged
+  echo "not staged on this machine: ${missing[*]} (carry them, or leave them out of TRAIN)" | tee -a "$OUT/staged.txt" >&2
+  exit 1
+fi
 if [ "$MINUTES" != "0" ]; then
   python3 scripts/train_default_model.py --work "$WORK" --out "$OUT" --minutes "$MINUTES" \
     --data "${train_dirs[@]}" --val-data "$WORK/data/val64" --init-from "$INIT" $TRAIN_ARGS \
