@@ -792,6 +792,6 @@ def test_minetest_obj_groups_get_their_tiles(tmp_path: Path) -> None:
     # without a definition the object is untextured (one colour), as minetest-data's are
     (mods / "chest" / "init.lua").write_text("-- nothing here\n")
     from zero1to3.data import corpus
-    corpus._MT_TILES_CACHE.clear()
+    corpus._mesh_tiles_under.cache_clear()
     plain = convert_object(obj, "y", reader="minetest-mods", lua_roots=(str(tmp_path / "mods"),))
     assert not isinstance(plain.visual, trimesh.visual.TextureVisuals) or plain.visual.material.image is None

@@ -18,6 +18,7 @@ near-duplicate group never straddles splits (held-out copies of a training objec
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -701,34 +702,31 @@ def lua_mesh_tiles(text: str) -> dict[str, list[str | None]]:
     return out
 
 
-_MT_TILES_CACHE: dict[tuple[str, ...], dict[str, list[str | None]]] = {}
-_MT_TEXTURE_DIRS: dict[tuple[str, ...], list[Path]] = {}
-
-
 def minetest_mesh_tiles(roots: Sequence[str]) -> dict[str, list[str | None]]:
     """Mesh file name -> tile textures from every ``.lua`` file under ``roots`` (sorted paths; the first
     definition that names a mesh with a usable ``tiles`` table wins). Cached per process."""
-    key = tuple(str(r) for r in roots)
-    if key not in _MT_TILES_CACHE:
-        table: dict[str, list[str | None]] = {}
-        for root in key:
-            for lua in sorted(Path(root).rglob("*.lua")) if Path(root).is_dir() else []:
-                for name, tiles in lua_mesh_tiles(lua.read_text(errors="replace")).items():
-                    table.setdefault(name, tiles)
-        _MT_TILES_CACHE[key] = table
-    return _MT_TILES_CACHE[key]
+    return _mesh_tiles_under(tuple(str(r) for r in roots))
 
 
-def _minetest_texture_dirs(roots: Sequence[str]) -> list[Path]:
-    """Every ``textures`` folder under ``roots`` (in root order, then sorted), where tile textures are found."""
-    key = tuple(str(r) for r in roots)
-    if key not in _MT_TEXTURE_DIRS:
-        dirs: list[Path] = []
-        for root in key:
-            if Path(root).is_dir():
-                dirs += [d for d in sorted(Path(root).rglob("textures")) if d.is_dir() and d not in dirs]
-        _MT_TEXTURE_DIRS[key] = dirs
-    return _MT_TEXTURE_DIRS[key]
+@functools.lru_cache(maxsize=None)
+def _mesh_tiles_under(roots: tuple[str, ...]) -> dict[str, list[str | None]]:
+    table: dict[str, list[str | None]] = {}
+    for root in roots:
+        for lua in sorted(Path(root).rglob("*.lua")) if Path(root).is_dir() else []:
+            for name, tiles in lua_mesh_tiles(lua.read_text(errors="replace")).items():
+                table.setdefault(name, tiles)
+    return table
+
+
+@functools.lru_cache(maxsize=None)
+def _minetest_texture_dirs(roots: tuple[str, ...]) -> list[Path]:
+    """Every ``textures`` folder under ``roots`` (in root order, then sorted), where tile textures are found.
+    Cached per process."""
+    dirs: list[Path] = []
+    for root in roots:
+        if Path(root).is_dir():
+            dirs += [d for d in sorted(Path(root).rglob("textures")) if d.is_dir() and d not in dirs]
+    return dirs
 
 
 def read_minetest_obj(path: Path) -> list[trimesh.Trimesh]:
@@ -1218,7 +1216,7 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
         folders.append((path.parents[1] if suffix == ".spm" else path.parents[2]) / "textures")
     elif reader == "minetest-mods":
         parts = _load_minetest_parts(path, textures, lua_roots)
-        folders = _minetest_texture_dirs(tuple(lua_roots) + tuple(texture_roots))
+        folders = list(_minetest_texture_dirs(tuple(str(r) for r in (*lua_roots, *texture_roots))))
     else:
         parts = _load_file_parts(path, textures)
     return _assemble(parts, path, textures, folders, up_axis, name_filter, max_texture,
@@ -1271,11 +1269,9 @@ def _vrml_parts(path: Path) -> list[trimesh.Trimesh]:
         by_colour.setdefault(tuple(np.round(colour * 255).astype(int).tolist()), []).append(mesh)
     parts = []
     for colour, meshes in by_colour.items():
-        offsets = np.cumsum([0] + [len(m.vertices) for m in meshes[:-1]])
-        vertices = np.concatenate([m.vertices for m in meshes])
-        faces = np.concatenate([m.faces + o for m, o in zip(meshes, offsets)])
-        rgba = np.tile(np.array([*colour[:3], 255], np.uint8), (len(vertices), 1))
-        parts.append(trimesh.Trimesh(vertices, faces, process=False, vertex_colors=rgba))
+        merged = trimesh.util.concatenate(meshes)
+        rgba = np.tile(np.array([*colour[:3], 255], np.uint8), (len(merged.vertices), 1))
+        parts.append(trimesh.Trimesh(merged.vertices, merged.faces, process=False, vertex_colors=rgba))
     return parts
 
 
