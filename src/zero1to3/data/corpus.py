@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["RESERVED_SOURCES", "Source", "SOURCES", "DEFAULT_SPLITS", "ObjectRecord", "ReservedSourceError",
            "check_not_reserved", "build_corpus", "convert_object", "near_duplicate_groups", "assign_splits",
            "load_manifest", "split_files", "limit_group_members", "MAX_TEXTURE_SIZE", "MESH_FILE_EXTENSIONS",
-           "read_minetest_obj", "lua_mesh_tiles", "minetest_mesh_tiles"]
+           "read_minetest_obj", "lua_mesh_tiles", "minetest_mesh_tiles", "ogre_material"]
 
 #: Sources reserved for independent evaluation (BRIEF): never built into a corpus. Matched against
 #: package names and against every component of a folder source's path.
@@ -62,6 +62,8 @@ ASSIMP_FORMATS = (".md2", ".md3", ".md5mesh", ".iqm", ".ase", ".ac", ".acc", ".b
                   ".lwo", ".fbx", ".blend")
 #: What a folder source (your own meshes) reads.
 MESH_FILE_EXTENSIONS = TRIMESH_FORMATS + ASSIMP_FORMATS
+#: OpenClonk's packed groups (definitions, scenario folders, other groups), unpacked into ``OUT/.extract``
+C4GROUP_SUFFIXES = (".ocd", ".ocf", ".ocg", ".ocs")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tga", ".bmp", ".dds", ".rgb", ".sgi")
 #: Parts and files that are not objects: terrain, sky, particles, shadows, collision hulls, projectiles.
 DEFAULT_EXCLUDE = (r"(^|[/_.-])(terrain|sky|skybox|skydome|particles?|effects?|decals?|shadows?|collision|"
@@ -91,9 +93,10 @@ class Source:
     exclude: str = DEFAULT_EXCLUDE
     category_levels: tuple[int, ...] = (0,)
     path_filter: str = ""  #: if set, only relative paths matching this regex
-    #: "files" (one model file per object), "0ad-actors" (0 A.D. actor XMLs) or "stk-nodes" (SuperTuxKart's
+    #: "files" (one model file per object), "0ad-actors" (0 A.D. actor XMLs), "stk-nodes" (SuperTuxKart's
     #: library ``node.xml`` props and ``kart.xml`` karts, several ``.spm`` files placed as the game does, and
-    #: the standalone ``.spm`` items)
+    #: the standalone ``.spm`` items), "minetest-mods" or "ogre" (Ogre binary ``.mesh`` files textured through
+    #: the ``.material`` scripts of their group, see :func:`_load_ogre_parts`)
     reader: str = "files"
     #: objects whose second-largest bounding-box side is below this share of the largest are refused (poles,
     #: masts, cables: a line in every view); 0 keeps the generic 2% rule only
@@ -121,6 +124,8 @@ class Source:
     #: order (the i-th of n kept files is file ``floor((i + 0.5) * total / n)``); 0 = no limit. KiCad's libraries
     #: hold hundreds of size/pin-count variants of one part
     max_per_folder: int = 0
+    #: the licences, where the package's copyright file names none in DEP-5 ``License:`` fields (else read there)
+    licence: str = ""
 
 
 def _spread(items: list, count: int) -> list:
@@ -156,6 +161,15 @@ _MINETEST_MOD_SOURCES = tuple(
     for package, folder, levels in (("homedecor", "homedecor", (0,)), ("pipeworks", "pipeworks", ()),
                                     ("mesecons", "mesecons", (0,)), ("3d-armor", "3d_armor", (0,)),
                                     ("maidroid", "maidroid", (0,))))
+#: OpenClonk meshes that are not objects of their own: the tutorial's help arrow, the front layers the game draws
+#: over another object (the elevator case's front, the walkable trunk's front, the rustic bridge's planks), the
+#: burnt airship (the airship's mesh with a burnt texture) and the defense goal's attacker (the boompack's mesh):
+#: the plain airship and the boompack are kept instead; and the village crate, a plain 12-triangle box (the
+#: same geometry as UFO:AI's and 0 A.D.'s boxes)
+_OC_EXCLUDE = (DEFAULT_EXCLUDE + r"|(^|/)(HelpArrow|CaseFront|TrunkFront|AirshipBurnt|DefenseBoomAttack)\.ocd/"
+               r"|(^|/)BridgeRustic\.ocd/Front\.ocd/|^Village\.ocd/Crate\.ocd/")
+#: OpenClonk submeshes (by material) that are effects, not part of the object: the sword's swoosh trail
+_OC_SKIP_MATERIALS = re.compile(r"^swoosh$", re.I)
 #: The sources `zero1to3 data build` knows (install: ``apt-get install -y <name> assimp-utils``).
 SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("ufoai-data", (f"{_G}/ufoai/base/0models.pk3",), (".md2", ".obj"), up_axis="z",
@@ -271,6 +285,14 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
            exclude=DEFAULT_EXCLUDE + r"|^Connector_Pin(Header|Socket)_(1\.00|1\.27|2\.00)mm\.3dshapes/"
                                      r"|^(Connector_Pin|TestPoint)\.3dshapes/",
            category_levels=(0,), min_side_ratio=0.15, max_per_group=2, max_per_folder=20),
+    # OpenClonk's objects (Ogre binary meshes read by zero1to3.data.ogre, textured through the groups' .material
+    # scripts; +Y up): every .mesh file in the definition groups Objects.ocd and Decoration.ocd and in the
+    # arena and parkour scenarios' own definitions, each one object in its stored (rest) pose; the groups are
+    # C4Group files, unpacked by zero1to3.data.c4group into OUT/.extract. Left out: see _OC_EXCLUDE
+    Source("openclonk-data", tuple(f"{_G}/openclonk/{g}" for g in (
+               "Objects.ocd", "Decoration.ocd", "Arena.ocf", "Parkour.ocf")), (".mesh",), up_axis="y",
+           exclude=_OC_EXCLUDE, reader="ogre", category_levels=(0,), min_side_ratio=0.08, max_per_group=2,
+           licence="ISC (engine); game content CC-BY-3.0 or CC0 (the copyright file names no files)"),
 )}
 
 #: Default split of the known packages: whole packages per split (held-out makers).
@@ -278,6 +300,7 @@ DEFAULT_SPLITS: dict[str, str] = {
     "0ad-data": "train", "ufoai-data": "train", "minetest-data": "train", "megaglest-data": "train",
     "flightgear-data-base": "train", "openarena-data": "train", "flightgear-data-models": "train",
     "flightgear-data-ai": "train", "supertuxkart-data": "train", "kicad-packages3d": "train",
+    "openclonk-data": "train",
     **{source.name: "train" for source in _MINETEST_MOD_SOURCES},
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
@@ -368,6 +391,14 @@ def _iter_files(source: Source, extract_dir: Path) -> Iterator[tuple[str, Path, 
                     members = [m for m in archive.namelist()
                                if Path(m).suffix.lower() in source.extensions + IMAGE_EXTENSIONS + (".mtl",)]
                     archive.extractall(target, members)
+                (target / ".done").write_text("ok")
+            root = target
+        elif root.is_file() and root.suffix.lower() in C4GROUP_SUFFIXES:
+            target = extract_dir / source.name / root.name
+            if not (target / ".done").is_file():
+                from zero1to3.data.c4group import extract_group
+
+                extract_group(root, target, keep=source.extensions + IMAGE_EXTENSIONS + (".material",))
                 (target / ".done").write_text("ok")
             root = target
         if not root.is_dir():
@@ -555,6 +586,93 @@ def _load_stk_parts(path: Path, textures: dict[str, str], folders: list[Path]) -
             parts.append(mesh)
     if not parts:
         raise ValueError("no SPM models in it")
+    return parts
+
+
+# --------------------------------------------------------------------------------------------- OpenClonk (Ogre)
+def _group_top(folder: Path) -> Path:
+    """The outermost folder of an unpacked group holding ``folder`` (``.../Objects.ocd``)."""
+    top = folder
+    for parent in folder.parents:
+        if parent.suffix.lower() not in C4GROUP_SUFFIXES:
+            break
+        top = parent
+    return top if top.suffix.lower() in C4GROUP_SUFFIXES else folder
+
+
+@functools.lru_cache(maxsize=8)
+def _ogre_scripts(folder: str, recursive: bool) -> tuple[tuple[str, dict], ...]:
+    """(folder, materials) of every ``.material`` script in ``folder`` (and below it when ``recursive``), in
+    sorted path order."""
+    from zero1to3.data.ogre import parse_material_script
+
+    root = Path(folder)
+    files = sorted(root.rglob("*.material") if recursive else root.glob("*.material"))
+    return tuple((str(f.parent), parse_material_script(f.read_text(errors="replace"))) for f in files)
+
+
+def ogre_material(name: str, folder: Path, group_root: Path | None = None) -> tuple[str, Path | None, tuple | None]:
+    """(texture file name, folder of the script that names it, diffuse RGBA 0..1) of an Ogre material as
+    OpenClonk finds it: the scripts of the mesh's own folder first, then of its enclosing groups (nearest
+    first), then every script under ``group_root`` (OpenClonk loads all definitions' materials into one
+    table); a material inherits what it does not set from its parent (``material A : B``)."""
+    scopes = [folder, *[p for p in folder.parents if p.suffix.lower() in C4GROUP_SUFFIXES]]
+
+    def lookup(key: str):
+        for scope in scopes:
+            for where, materials in _ogre_scripts(str(scope), False):
+                if key in materials:
+                    return materials[key], Path(where)
+        if group_root is not None:
+            for where, materials in _ogre_scripts(str(group_root), True):
+                if key in materials:
+                    return materials[key], Path(where)
+        return None, None
+
+    texture, texture_folder, diffuse, seen = "", None, None, set()
+    while name and name not in seen:
+        seen.add(name)
+        material, where = lookup(name)
+        if material is None:
+            break
+        if not texture and material.texture:
+            texture, texture_folder = material.texture, where
+        if diffuse is None and material.diffuse is not None:
+            diffuse = material.diffuse
+        if texture and diffuse is not None:
+            break
+        name = material.parent
+    return texture, texture_folder, diffuse
+
+
+def _load_ogre_parts(path: Path) -> list[trimesh.Trimesh]:
+    """The submeshes of an Ogre ``.mesh`` (rest pose, +Y up), each textured with its material's colour texture
+    (looked up by :func:`ogre_material`, opened here), else coloured with the material's diffuse colour (light
+    grey when the material is not found); a one-colour texture times the diffuse colour is a plain colour too.
+    Effect submeshes (``_OC_SKIP_MATERIALS``) are left out."""
+    from zero1to3.data.ogre import read_mesh
+
+    top = _group_top(path.parent)
+    parts = []
+    for mesh, material_name in read_mesh(path):
+        if _OC_SKIP_MATERIALS.search(material_name):
+            continue
+        texture, where, diffuse = ogre_material(material_name, path.parent, top.parent)
+        found = _find_image(texture, [where, path.parent]) if texture and where is not None else None
+        image = _open_image(found, cutout=False) if found is not None else None
+        colour = np.array([200.0, 200.0, 200.0]) if diffuse is None else np.asarray(diffuse[:3], np.float64) * 255
+        if image is not None and np.ptp(np.asarray(image.convert("RGB"), np.int16), axis=(0, 1)).max() <= 8:
+            # a one-colour placeholder texture (the hat's 16 x 16 white): Ogre modulates it with the diffuse
+            colour = _mean_texture_colour(image)[:3] * colour / 255.0
+            image = None
+        if image is not None and isinstance(mesh.visual, trimesh.visual.TextureVisuals):
+            part = _textured(mesh, mesh.visual.uv, image)
+        else:
+            rgba = np.append(np.clip(np.round(colour), 0, 255), 255).astype(np.uint8)
+            part = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False,
+                                   vertex_colors=np.tile(rgba, (len(mesh.vertices), 1)))
+        part.metadata.update(mesh.metadata)
+        parts.append(part)
     return parts
 
 
@@ -1214,6 +1332,9 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
         folders = [path.parent]
         parts = _load_stk_parts(path, textures, folders)
         folders.append((path.parents[1] if suffix == ".spm" else path.parents[2]) / "textures")
+    elif reader == "ogre":
+        parts = _load_ogre_parts(path)
+        folders = [path.parent]
     elif reader == "minetest-mods":
         parts = _load_minetest_parts(path, textures, lua_roots)
         folders = list(_minetest_texture_dirs(tuple(str(r) for r in (*lua_roots, *texture_roots))))
@@ -1621,7 +1742,8 @@ def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = 
             summary.skipped_packages[source.name] = "not installed"
             note(message)
             continue
-        licence = package_licence(source.name) if source.kind == "deb" else "as stated by the folder's owner"
+        licence = source.licence or (package_licence(source.name) if source.kind == "deb"
+                                     else "as stated by the folder's owner")
         count = 0
         ids: set[str] = set()
         for rel, path, _root in _iter_files(source, out / ".extract"):
