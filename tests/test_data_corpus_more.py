@@ -162,3 +162,85 @@ def test_keep_others_keeps_packages_this_build_does_not_convert(tmp_path: Path) 
 
     build_corpus(out, [new], splits={"pkg-new": "train"}, progress=False, note=lambda _: None, max_share=1.0)
     assert {o["package"] for o in json.loads((out / "manifest.json").read_text())["objects"]} == {"pkg-new"}
+
+
+def _solid_bytes(vertices: np.ndarray, corners: np.ndarray, u: np.ndarray, v: np.ndarray) -> bytes:
+    """A Lugaru .solid file written by hand: big-endian counts, vertices, then per triangle six shorts (the
+    corner indices at 0, 2, 4) and the corners' u and v."""
+    import struct
+
+    data = struct.pack(">hh", len(vertices), len(corners))
+    data += np.asarray(vertices, ">f4").tobytes()
+    for tri, tu, tv in zip(corners, u, v):
+        data += struct.pack(">6h", tri[0], 7, tri[1], 7, tri[2], 7)
+        data += np.asarray(tu, ">f4").tobytes() + np.asarray(tv, ">f4").tobytes()
+    return data
+
+
+def test_read_solid_hand_built(tmp_path: Path) -> None:
+    """Exact vertices, one corner per triangle vertex, UVs with v flipped; truncated, padded, empty and
+    out-of-range files are refused."""
+    from zero1to3.data.formats import read_solid
+
+    vertices = np.array([[0, 0, 0], [2, 0, 0], [0, -3, 0], [0, 0, 1]], np.float64)
+    corners = np.array([[0, 1, 2], [0, 2, 3]])
+    u = np.array([[0.0, 1.0, 0.0], [0.25, 0.5, 0.75]])
+    v = np.array([[0.0, 0.0, 1.0], [0.1, 0.2, 0.3]])
+    data = _solid_bytes(vertices, corners, u, v)
+    assert len(data) == 4 + 12 * 4 + 36 * 2
+    (tmp_path / "m.solid").write_bytes(data)
+    mesh = read_solid(tmp_path / "m.solid")
+    np.testing.assert_array_equal(mesh.vertices, vertices[corners.reshape(-1)])
+    np.testing.assert_array_equal(mesh.faces, [[0, 1, 2], [3, 4, 5]])
+    np.testing.assert_allclose(mesh.visual.uv, np.stack([u.reshape(-1), 1.0 - v.reshape(-1)], 1), atol=1e-7)
+    for bad, message in ((data[:-1], "truncated"), (data + b"\0", "truncated"), (data[:3], "header"),
+                         (b"\0\0\0\0", "truncated"),
+                         (_solid_bytes(vertices, np.array([[0, 1, 4]]), u[:1], v[:1]), "out of range")):
+        (tmp_path / "bad.solid").write_bytes(bad)
+        with pytest.raises(ValueError, match=message):
+            read_solid(tmp_path / "bad.solid")
+
+
+def test_lugaru_source_reads_upright_with_its_skin(tmp_path: Path) -> None:
+    """The Lugaru source: models hang head down along -Y and come out +Z up; the skin the game sets in code
+    is found in ``Textures/`` (the throwing knife's is Knife.png); the other poses, eye parts, boxes and
+    billboards are left out; a rod (the staff) is refused as thin."""
+    from PIL import Image
+
+    source = SOURCES["lugaru-data"]
+    models, textures = tmp_path / "lugaru" / "Models", tmp_path / "lugaru" / "Textures"
+    models.mkdir(parents=True)
+    textures.mkdir()
+    Image.fromarray(np.full((4, 4, 3), (200, 120, 30), np.uint8)).save(textures / "Knife.png")
+    box = trimesh.creation.box(extents=(1.0, 4.0, 2.0))  # tallest along Y, hanging below the origin ...
+    box.apply_translation((0.0, -2.5, 0.0))
+    head = trimesh.creation.box(extents=(0.5, 0.5, 0.5))  # ... with a small head at its lowest end
+    head.apply_translation((0.0, -4.75, 0.0))
+    knife = trimesh.util.concatenate([box, head])
+    uv = np.zeros((len(knife.faces), 3))
+    (models / "ThrowingKnife.solid").write_bytes(_solid_bytes(knife.vertices, knife.faces, uv + 0.5, uv + 0.5))
+    rod = trimesh.creation.box(extents=(0.1, 4.0, 0.1))
+    (models / "Staff.solid").write_bytes(_solid_bytes(rod.vertices, rod.faces, uv[:12], uv[:12]))
+    names = ["Body2.solid", "WolfLow.solid", "Iris.solid", "Box.solid", "Bush.solid", "Rabbit.solid",
+             "Weird.solid", "Wolf.solid", "Body.solid", "Hawk.solid", "Rock.solid", "Sword.solid"]
+    for name in names:
+        (models / name).write_bytes(b"")
+    found = {rel for rel, _, _ in _iter_files(dataclasses.replace(source, roots=(str(models),)), tmp_path / "x")}
+    assert found == {"Wolf.solid", "Body.solid", "Hawk.solid", "Rock.solid", "Sword.solid", "ThrowingKnife.solid",
+                     "Staff.solid"}
+    mesh = convert_object(models / "ThrowingKnife.solid", up_axis=source.up_axis, min_side_ratio=source.min_side_ratio,
+                          texture_folders=source.texture_folders)
+    np.testing.assert_allclose(mesh.extents, (1 / 4.5, 2 / 4.5, 1.0), atol=1e-6)  # Y (4.5) became Z, Z became Y
+    head_top = mesh.vertices[np.abs(mesh.vertices[:, 1]) < 0.25 / 4.5 + 1e-6][:, 2].max()
+    assert head_top == pytest.approx(0.5)  # the head (lowest along Y in the file) is on top
+    assert mesh.vertices[:, 2].min() == pytest.approx(-0.5)
+    texels = np.asarray(mesh.visual.material.baseColorTexture.convert("RGB")).reshape(-1, 3)
+    assert (texels == (200, 120, 30)).all(axis=1).any()
+    with pytest.raises(ValueError, match="thin"):
+        convert_object(models / "Staff.solid", up_axis=source.up_axis, min_side_ratio=source.min_side_ratio)
+
+
+def test_gltron_source_keeps_the_detailed_models(tmp_path: Path) -> None:
+    kept = ["lightcycle-high.obj", "recognizer.obj"]
+    dropped = ["lightcycle-low.obj", "lightcycle-med.obj", "recognizer_quad.obj", "lightcycle.mtl"]
+    assert _found(SOURCES["gltron"], tmp_path / "gl", kept + dropped, tmp_path / "x") == set(kept)

@@ -37,7 +37,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import trimesh
 
-from zero1to3.data.formats import read_g3d, read_md2, read_pie, read_pmd, read_vrml
+from zero1to3.data.formats import read_g3d, read_md2, read_pie, read_pmd, read_solid, read_vrml
 from zero1to3.data.procedural import normalize_mesh
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ class Source:
     """One installable source of meshes.
 
     ``kind``: ``deb`` (a Debian package, version from dpkg), or ``folder`` (a user's own meshes).
-    ``roots``: folders (or zip/pk3 archives) holding the meshes. ``up_axis``: of the files as loaded.
+    ``roots``: folders (or zip/pk3 archives) holding the meshes. ``up_axis``: of the files as loaded (``x``,
+    ``y``, ``-y``, ``z`` or ``dae``).
     ``category_levels``: which path components (relative to a root) name the category.
     """
 
@@ -165,6 +166,10 @@ _MINETEST_MOD_SOURCES = tuple(
 _MORSE_EXCLUDE = (r"|\.blend/(lamp|camera|scene_script_holder|empty|_ground|cube|milk)[^/]*$"
                   r"|\.blend/[^/]*(carpet|napkin|placemat|fenstrar|_open|_(thin|medium)$|(grey|white)videotape)[^/]*$"
                   r"|^props/(animated_water|simplest_tree)|arucomarker|^robots/(morsy|pr2|patrolbot|segwayrmp400)\.")
+#: Lugaru's models name no skin (the game sets them in code): model file stem -> image in ``Textures/`` (the
+#: rabbit and wolf in their default fur); models not listed look for an image named like themselves
+LUGARU_SKINS: dict[str, str] = {"body": "Fur.jpg", "wolf": "FurWolfGrey.jpg", "throwingknife": "Knife.png",
+                                "rock": "Boulder.jpg"}
 #: The sources `zero1to3 data build` knows (install: ``apt-get install -y <name> assimp-utils``).
 SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("ufoai-data", (f"{_G}/ufoai/base/0models.pk3",), (".md2", ".obj"), up_axis="z",
@@ -286,6 +291,20 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("morse-simulator-data", ("/usr/share/morse/data",), (".blend",), up_axis="z", reader="blend-nodes",
            exclude=DEFAULT_EXCLUDE + _MORSE_EXCLUDE, path_filter=r"^(props|robots|sensors|actuators)/",
            category_levels=(0,), min_side_ratio=0.08, max_per_group=2),
+    # GLtron's light cycle and recognizer (OBJ + MTL, +Z up: the game's world is). Left out: the lower-detail cycles and the recognizer's
+    # quad-mesh copy
+    Source("gltron", (f"{_G}/gltron/data",), (".obj",), up_axis="z",
+           exclude=DEFAULT_EXCLUDE + r"|-(low|med)\.obj$|_quad\.obj$", category_levels=()),
+    # Lugaru's characters, weapons and a boulder (its own .solid format, formats.read_solid; the models hang head
+    # down along -Y): the rabbit (Body), the wolf, the hawk, the sword, the throwing knife, a boulder (the staff
+    # is refused as thin). Left out: the other poses of the rabbit and wolf bodies (Body2-7, Wolf2-7), their
+    # low-detail copies and an older untextured rabbit body (Rabbit), the eye parts (eye, iris, cornea), the belt,
+    # plain boxes and map pieces (box, platform, wall, chimney, tunnel, two untextured blocks) and the billboard
+    # plants and sprites (bush, leaves, tree trunk, spike: 5-16 triangles)
+    Source("lugaru-data", (f"{_G}/lugaru/Models",), (".solid",), up_axis="-y",
+           exclude=DEFAULT_EXCLUDE + r"|^(body|wolf)(\d|low)|^(rabbit|eye|iris|cornea|belt|box|platform|wall|bush"
+                                     r"|leaves|treetrunk|spike|chimney|cool|tunnel|weird)\.solid$",
+           category_levels=(), min_side_ratio=0.08, texture_folders=("Textures",)),
     # OpenCity's buildings, trees and vehicles (AC3D through assimp, +Y up as FlightGear's): one object per .ac
     # file. Left out: road and power-line tiles (flat pieces of a network), the empty zone markers and the waste
     # ground (a flat lot)
@@ -313,6 +332,7 @@ DEFAULT_SPLITS: dict[str, str] = {
     "flightgear-data-base": "train", "openarena-data": "train", "flightgear-data-models": "train",
     "flightgear-data-ai": "train", "supertuxkart-data": "train", "kicad-packages3d": "train",
     "morse-simulator-data": "train", "opencity-data": "train", "gl-117-data": "train", "crrcsim-data": "train",
+    "gltron": "train", "lugaru-data": "train",
     **{source.name: "train" for source in _MINETEST_MOD_SOURCES},
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
@@ -1373,6 +1393,9 @@ def _load_file_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trime
             return [mesh for mesh, _ in parts]
         if suffix == ".wrl":
             return _vrml_parts(path)
+        if suffix == ".solid":
+            textures[""] = LUGARU_SKINS.get(path.stem.lower(), path.stem)
+            return [read_solid(path)]
         if suffix == ".md2":
             mesh, skins = read_md2(path)
             for skin in skins:
@@ -1503,6 +1526,8 @@ def _assemble(parts: list[trimesh.Trimesh], path: Path, textures: dict[str, str]
         mesh.apply_transform(_Y_TO_Z)
     elif up_axis == "x":
         mesh.apply_transform(_X_TO_Z)
+    elif up_axis == "-y":
+        mesh.apply_transform(_NEG_Y_TO_Z)
     elif up_axis != "z":
         raise ValueError(f"unknown up axis {up_axis!r}")
     extents = np.sort(np.asarray(mesh.extents, np.float64))
@@ -1518,6 +1543,8 @@ def _assemble(parts: list[trimesh.Trimesh], path: Path, textures: dict[str, str]
 _Y_TO_Z = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float64)
 _Z_TO_Y = np.linalg.inv(_Y_TO_Z)
 _X_TO_Z = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], np.float64)
+#: a turn of -90 degrees about X: -Y becomes +Z (Lugaru's models hang head down along -Y)
+_NEG_Y_TO_Z = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], np.float64)
 
 
 def geometry_hash(mesh: trimesh.Trimesh) -> str:
