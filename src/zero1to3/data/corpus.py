@@ -291,8 +291,8 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("morse-simulator-data", ("/usr/share/morse/data",), (".blend",), up_axis="z", reader="blend-nodes",
            exclude=DEFAULT_EXCLUDE + _MORSE_EXCLUDE, path_filter=r"^(props|robots|sensors|actuators)/",
            category_levels=(0,), min_side_ratio=0.08, max_per_group=2),
-    # GLtron's light cycle and recognizer (OBJ + MTL, +Z up: the game's world is). Left out: the lower-detail cycles and the recognizer's
-    # quad-mesh copy
+    # GLtron's light cycle and recognizer (OBJ + MTL, +Z up: the game's world is). Left out: the lower-detail
+    # cycles and the recognizer's quad-mesh copy
     Source("gltron", (f"{_G}/gltron/data",), (".obj",), up_axis="z",
            exclude=DEFAULT_EXCLUDE + r"|-(low|med)\.obj$|_quad\.obj$", category_levels=()),
     # Lugaru's characters, weapons and a boulder (its own .solid format, formats.read_solid; the models hang head
