@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     build.add_argument("--overwrite", action="store_true", help="re-convert objects already converted")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.add_argument("--keep-others", action="store_true",
+                       help="keep, as they are, the objects of packages OUT/manifest.json holds that this build "
+                            "does not convert (a shared corpus built from branches that know other sources)")
     build.set_defaults(func=run_build)
     sources = data_sub.add_parser("sources", help="list the known sources and the install command")
     sources.set_defaults(func=run_sources)
@@ -137,7 +140,8 @@ def run_build(args: argparse.Namespace) -> int:
     except ReservedSourceError as exc:
         raise CLIError(str(exc)) from exc
     summary = build_corpus(args.out, sources, splits=splits, limit_per_source=args.limit, workers=args.workers,
-                           overwrite=args.overwrite, progress=not args.quiet, max_share=args.max_share)
+                           overwrite=args.overwrite, progress=not args.quiet, max_share=args.max_share,
+                           keep_others=args.keep_others)
     if summary.objects == 0:
         raise CLIError(f"no objects converted; install sources with: {_install_line()}")
     per_package = ", ".join(f"{k} {v}" for k, v in sorted(summary.per_package.items()))

@@ -37,7 +37,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import trimesh
 
-from zero1to3.data.formats import read_g3d, read_md2, read_pie, read_pmd, read_vrml
+from zero1to3.data.formats import read_g3d, read_md2, read_pie, read_pmd, read_solid, read_vrml
 from zero1to3.data.procedural import normalize_mesh
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,8 @@ class Source:
     """One installable source of meshes.
 
     ``kind``: ``deb`` (a Debian package, version from dpkg), or ``folder`` (a user's own meshes).
-    ``roots``: folders (or zip/pk3 archives) holding the meshes. ``up_axis``: of the files as loaded.
+    ``roots``: folders (or zip/pk3 archives) holding the meshes. ``up_axis``: of the files as loaded (``x``,
+    ``y``, ``-y``, ``z`` or ``dae``).
     ``category_levels``: which path components (relative to a root) name the category.
     """
 
@@ -170,6 +171,19 @@ _OC_EXCLUDE = (DEFAULT_EXCLUDE + r"|(^|/)(HelpArrow|CaseFront|TrunkFront|Airship
                r"|(^|/)BridgeRustic\.ocd/Front\.ocd/|^Village\.ocd/Crate\.ocd/")
 #: OpenClonk submeshes (by material) that are effects, not part of the object: the sword's swoosh trail
 _OC_SKIP_MATERIALS = re.compile(r"^swoosh$", re.I)
+#: MORSE objects left out: lamps, cameras, script holders and the ground plane (Blender scene helpers), flat
+#: pieces (carpet, napkin, placemat, roof windows, the ArUco marker, a 12-triangle plate named Cube), the open
+#: copy of a cupboard, the water surface, the tree made of two loose objects (trunk, crown), the thin and
+#: medium copies of each book and the grey and white copies of the videotape (the same boxes), the plain box
+#: robot Morsy, the milk carton (its body is cut out by the label's alpha), and three robots whose parts come
+#: out apart or black (PR2, PatrolBot, Segway RMP 400)
+_MORSE_EXCLUDE = (r"|\.blend/(lamp|camera|scene_script_holder|empty|_ground|cube|milk)[^/]*$"
+                  r"|\.blend/[^/]*(carpet|napkin|placemat|fenstrar|_open|_(thin|medium)$|(grey|white)videotape)[^/]*$"
+                  r"|^props/(animated_water|simplest_tree)|arucomarker|^robots/(morsy|pr2|patrolbot|segwayrmp400)\.")
+#: Lugaru's models name no skin (the game sets them in code): model file stem -> image in ``Textures/`` (the
+#: rabbit and wolf in their default fur); models not listed look for an image named like themselves
+LUGARU_SKINS: dict[str, str] = {"body": "Fur.jpg", "wolf": "FurWolfGrey.jpg", "throwingknife": "Knife.png",
+                                "rock": "Boulder.jpg"}
 #: The sources `zero1to3 data build` knows (install: ``apt-get install -y <name> assimp-utils``).
 SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("ufoai-data", (f"{_G}/ufoai/base/0models.pk3",), (".md2", ".obj"), up_axis="z",
@@ -293,6 +307,45 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
                "Objects.ocd", "Decoration.ocd", "Arena.ocf", "Parkour.ocf")), (".mesh",), up_axis="y",
            exclude=_OC_EXCLUDE, reader="ogre", category_levels=(0,), min_side_ratio=0.08, max_per_group=2,
            licence="ISC (engine); game content CC-BY-3.0 or CC0 (the copyright file names no files)"),
+    # MORSE's robots, sensors, actuators and props (Blender 2.7 files through assimp; reader "blend-nodes": one
+    # object per top-level Blender object, e.g. 50 pieces of furniture in props/furnitures.blend; textures are
+    # packed in the files). The environments (whole rooms and landscapes) are not read
+    Source("morse-simulator-data", ("/usr/share/morse/data",), (".blend",), up_axis="z", reader="blend-nodes",
+           exclude=DEFAULT_EXCLUDE + _MORSE_EXCLUDE, path_filter=r"^(props|robots|sensors|actuators)/",
+           category_levels=(0,), min_side_ratio=0.08, max_per_group=2),
+    # GLtron's light cycle and recognizer (OBJ + MTL, +Z up: the game's world is). Left out: the lower-detail
+    # cycles and the recognizer's quad-mesh copy
+    Source("gltron", (f"{_G}/gltron/data",), (".obj",), up_axis="z",
+           exclude=DEFAULT_EXCLUDE + r"|-(low|med)\.obj$|_quad\.obj$", category_levels=()),
+    # Lugaru's characters, weapons and a boulder (its own .solid format, formats.read_solid; the models hang head
+    # down along -Y): the rabbit (Body), the wolf, the hawk, the sword, the throwing knife, a boulder (the staff
+    # is refused as thin). Left out: the other poses of the rabbit and wolf bodies (Body2-7, Wolf2-7), their
+    # low-detail copies and an older untextured rabbit body (Rabbit), the eye parts (eye, iris, cornea), the belt,
+    # plain boxes and map pieces (box, platform, wall, chimney, tunnel, two untextured blocks) and the billboard
+    # plants and sprites (bush, leaves, tree trunk, spike: 5-16 triangles)
+    Source("lugaru-data", (f"{_G}/lugaru/Models",), (".solid",), up_axis="-y",
+           exclude=DEFAULT_EXCLUDE + r"|^(body|wolf)(\d|low)|^(rabbit|eye|iris|cornea|belt|box|platform|wall|bush"
+                                     r"|leaves|treetrunk|spike|chimney|cool|tunnel|weird)\.solid$",
+           category_levels=(), min_side_ratio=0.08, texture_folders=("Textures",)),
+    # OpenCity's buildings, trees and vehicles (AC3D through assimp, +Y up as FlightGear's): one object per .ac
+    # file. Left out: road and power-line tiles (flat pieces of a network), the empty zone markers and the waste
+    # ground (a flat lot)
+    Source("opencity-data", (f"{_G}/opencity/graphism",), (".ac",), up_axis="y",
+           exclude=DEFAULT_EXCLUDE + r"|^path/|^electricity/line_|(^|/)[cir]_zone/|waste_ground",
+           category_levels=(0,), min_side_ratio=0.08, max_per_group=2),
+    # GL-117's aircraft, ground vehicles, ships, buildings and SAM sites (3DS through assimp; textures in
+    # ``textures/``, named in upper case). Left out: chaff, flares, rubble, the wall and barrier segments, the
+    # missiles (eight near-identical rods, a line at 64 px) and the title logo. No group limit: the name rule
+    # joins the different aircraft ``gl-14`` .. ``gl-50`` (the recoloured ``gl-14b`` .. ``d`` are exact copies)
+    Source("gl-117-data", (f"{_G}/gl-117/models",), (".3ds",), up_axis="y",
+           exclude=DEFAULT_EXCLUDE + r"|^(chaff|flare|rubble|wall|barrier|missile|gl-117)\d*\.3ds$",
+           category_levels=(), min_side_ratio=0.08, texture_folders=("textures",)),
+    # CRRCsim's radio-controlled model aircraft and airfield props (AC3D through assimp, +Y up; textures in
+    # ``textures/``). Left out: the scenery pieces (terrain patches of the flying sites), the frequency board (a
+    # flat sign) and the low-detail copy of a tree
+    Source("crrcsim-data", (f"{_G}/crrcsim/objects",), (".ac",), up_axis="y",
+           exclude=DEFAULT_EXCLUDE + r"|^(woods_terrain|davis|cape_cod|small|freqboard)\.ac$|_L\.ac$",
+           category_levels=(), min_side_ratio=0.08, max_per_group=2, texture_folders=("textures",)),
 )}
 
 #: Default split of the known packages: whole packages per split (held-out makers).
@@ -301,6 +354,8 @@ DEFAULT_SPLITS: dict[str, str] = {
     "flightgear-data-base": "train", "openarena-data": "train", "flightgear-data-models": "train",
     "flightgear-data-ai": "train", "supertuxkart-data": "train", "kicad-packages3d": "train",
     "openclonk-data": "train",
+    "morse-simulator-data": "train", "opencity-data": "train", "gl-117-data": "train", "crrcsim-data": "train",
+    "gltron": "train", "lugaru-data": "train",
     **{source.name: "train" for source in _MINETEST_MOD_SOURCES},
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
@@ -381,6 +436,9 @@ def _iter_files(source: Source, extract_dir: Path) -> Iterator[tuple[str, Path, 
     if source.reader == "stk-nodes":
         yield from _iter_stk(source, exclude, keep)
         return
+    if source.reader == "blend-nodes":
+        yield from _iter_blend_nodes(source, exclude, keep, extract_dir)
+        return
     taken = _model_file_names(source.names_taken_by, source.extensions)
     for root_name in source.roots:
         root = Path(root_name)
@@ -432,6 +490,94 @@ def _model_file_names(folders: Iterable[str], extensions: tuple[str, ...]) -> se
         if Path(folder).is_dir():
             names.update(p.name.lower() for p in Path(folder).rglob("*") if p.suffix.lower() in extensions)
     return names
+
+
+# --------------------------------------------------------------------------------------------- .blend scenes
+def blend_top_nodes(scene: trimesh.Scene) -> dict[str, list[str]]:
+    """Geometry nodes of a scene grouped by their top-level object (a child of the scene's single root
+    node, as assimp writes a .blend: ``<BlenderRoot>`` holds one node per Blender object; else a root
+    itself), in first-seen order. Why: one .blend holds a whole prop collection (MORSE's furniture file
+    holds 50 pieces), and each top-level object is one prop with its child parts."""
+    graph = scene.graph
+    parents = graph.transforms.parents
+    roots = [n for n in graph.transforms.children.get(graph.base_frame, [])]
+    top_level = set(graph.transforms.children.get(roots[0], [])) if len(roots) == 1 else set(roots)
+    groups: dict[str, list[str]] = {}
+    for node in graph.nodes_geometry:
+        top = node
+        while top not in top_level and top in parents and parents[top] != graph.base_frame:
+            top = parents[top]
+        if top in top_level:
+            groups.setdefault(top, []).append(node)
+    return groups
+
+
+def blend_node_parts(scene: trimesh.Scene, top: str) -> list[trimesh.Trimesh]:
+    """The meshes under one top-level object, each in scene (world) coordinates, so the object keeps the
+    rotation its file gives it (upright)."""
+    nodes = blend_top_nodes(scene).get(top)
+    if not nodes:
+        raise ValueError(f"no object {top!r} with a mesh in the scene")
+    parts = []
+    for node in nodes:
+        transform, geometry = scene.graph[node]
+        mesh = scene.geometry.get(geometry)
+        if isinstance(mesh, trimesh.Trimesh) and len(mesh.faces):
+            mesh = mesh.copy()
+            mesh.apply_transform(transform)
+            mesh.metadata["name"] = str(geometry)
+            mesh.metadata["node"] = str(node)
+            parts.append(mesh)
+    return parts
+
+
+def _blend_glb(blend: Path, target: Path) -> Path | None:
+    """``blend`` converted once by assimp into ``target`` (a GLB with plain materials; the material ->
+    texture names beside it as JSON); None when assimp cannot read it."""
+    names_file = target.with_suffix(".textures.json")
+    if target.is_file() and names_file.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="z123blend_") as tmp:
+        try:
+            converted = _assimp_to_glb(blend, Path(tmp))
+        except (ValueError, subprocess.TimeoutExpired) as exc:
+            logger.warning("%s: %s", blend, exc)
+            return None
+        names = _simplify_glb(converted)
+        shutil.move(str(converted), target)
+    names_file.write_text(json.dumps({material or str(i): uri for i, (material, uri) in enumerate(names) if uri}))
+    return target
+
+
+def _iter_blend_nodes(source: Source, exclude, keep, extract_dir: Path) -> Iterator[tuple[str, Path, Path]]:
+    """One object per top-level object of every .blend file (converted once into ``extract_dir``); the
+    relative path is ``<file>.blend/<object>`` so ``exclude`` can name objects, and the local path
+    ``<converted>.glb/<object>`` tells :func:`convert_object` which one to take."""
+    for root_name in source.roots:
+        root = Path(root_name)
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*.blend")):
+            rel = path.relative_to(root).as_posix()
+            if (exclude and exclude.search(rel)) or (keep and not keep.search(rel)):
+                continue
+            glb = _blend_glb(path, extract_dir / source.name / (rel + ".glb"))
+            if glb is None:
+                continue
+            for top in blend_top_nodes(trimesh.load(str(glb), force="scene", process=False)):
+                obj_rel = f"{rel}/{top}"
+                if "/" in top or (exclude and exclude.search(obj_rel)):
+                    continue
+                yield obj_rel, Path(f"{glb}/{top}"), root
+
+
+def _load_blend_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trimesh]:
+    glb, _, top = str(path).partition(".glb/")
+    names_file = Path(glb + ".textures.json")
+    if names_file.is_file():
+        textures.update(json.loads(names_file.read_text()))
+    return blend_node_parts(trimesh.load(glb + ".glb", force="scene", process=False), top)
 
 
 # --------------------------------------------------------------------------------------------- SuperTuxKart
@@ -1025,9 +1171,15 @@ def _category(rel: str, levels: Sequence[int]) -> str:
     return "/".join(parts[i] for i in levels if i < len(parts))
 
 
-def object_id(package: str, rel: str) -> str:
-    """A file-name-safe unique id: package short name + path without extension."""
-    stem = re.sub(r"[^A-Za-z0-9]+", "_", rel.rsplit(".", 1)[0]).strip("_")
+def object_id(package: str, rel: str, extensions: Sequence[str] | None = None) -> str:
+    """A file-name-safe unique id: package short name + path without extension. With ``extensions``, only
+    one of those is taken off the end: an object inside a file (``props/furnitures.blend/Chair.001``) keeps
+    its whole name, so ``Chair`` and ``Chair.001`` stay two objects."""
+    if extensions is None:
+        base = rel.rsplit(".", 1)[0]
+    else:
+        base = next((rel[:-len(e)] for e in extensions if rel.lower().endswith(e.lower())), rel)
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", base).strip("_")
     return f"{package.removesuffix('-data')}__{stem}"[:150]
 
 
@@ -1335,6 +1487,9 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
     elif reader == "ogre":
         parts = _load_ogre_parts(path)
         folders = [path.parent]
+    elif reader == "blend-nodes":
+        parts = _load_blend_parts(path, textures)
+        folders = [Path(f) for f in texture_roots]
     elif reader == "minetest-mods":
         parts = _load_minetest_parts(path, textures, lua_roots)
         folders = list(_minetest_texture_dirs(tuple(str(r) for r in (*lua_roots, *texture_roots))))
@@ -1359,6 +1514,9 @@ def _load_file_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trime
             return [mesh for mesh, _ in parts]
         if suffix == ".wrl":
             return _vrml_parts(path)
+        if suffix == ".solid":
+            textures[""] = LUGARU_SKINS.get(path.stem.lower(), path.stem)
+            return [read_solid(path)]
         if suffix == ".md2":
             mesh, skins = read_md2(path)
             for skin in skins:
@@ -1489,6 +1647,8 @@ def _assemble(parts: list[trimesh.Trimesh], path: Path, textures: dict[str, str]
         mesh.apply_transform(_Y_TO_Z)
     elif up_axis == "x":
         mesh.apply_transform(_X_TO_Z)
+    elif up_axis == "-y":
+        mesh.apply_transform(_NEG_Y_TO_Z)
     elif up_axis != "z":
         raise ValueError(f"unknown up axis {up_axis!r}")
     extents = np.sort(np.asarray(mesh.extents, np.float64))
@@ -1504,6 +1664,8 @@ def _assemble(parts: list[trimesh.Trimesh], path: Path, textures: dict[str, str]
 _Y_TO_Z = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float64)
 _Z_TO_Y = np.linalg.inv(_Y_TO_Z)
 _X_TO_Z = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], np.float64)
+#: a turn of -90 degrees about X: -Y becomes +Z (Lugaru's models hang head down along -Y)
+_NEG_Y_TO_Z = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], np.float64)
 
 
 def geometry_hash(mesh: trimesh.Trimesh) -> str:
@@ -1717,13 +1879,19 @@ def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
 def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = None,
                  splits: dict[str, str] | None = None, limit_per_source: int | None = None,
                  workers: int = 1, overwrite: bool = False, progress: bool = True,
-                 note: Callable[[str], None] = print, max_share: float = 0.5) -> BuildSummary:
+                 note: Callable[[str], None] = print, max_share: float = 0.5,
+                 keep_others: bool = False) -> BuildSummary:
     """Convert every object of every installed source into ``out_dir/objects`` and write the manifest.
 
     Missing packages are skipped with a one-line note naming the install command; reserved sources raise
     :class:`ReservedSourceError` before any work. Re-running reuses converted objects (per-object
     sidecar JSON) unless ``overwrite``. No package holds more than ``max_share`` of the objects: the
     excess of a larger one (a stable pseudo-random choice) goes to split ``<split>_extra``, still usable.
+
+    ``keep_others``: the objects of packages that ``OUT/manifest.json`` already holds but this build does not
+    convert (not among ``sources``, or not installed here) stay in the manifest with their records as they were
+    (split, note, group, ...), and ``failed.txt`` keeps its earlier lines. Why: two people adding packages to
+    one shared corpus from branches that each know only their own new source must not drop each other's.
     """
     from tqdm import tqdm
 
@@ -1747,7 +1915,7 @@ def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = 
         count = 0
         ids: set[str] = set()
         for rel, path, _root in _iter_files(source, out / ".extract"):
-            oid = object_id(source.name, rel)
+            oid = object_id(source.name, rel, source.extensions if source.reader == "blend-nodes" else None)
             if oid in ids:
                 continue
             ids.add(oid)
@@ -1779,12 +1947,26 @@ def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = 
                 bar.update()
     finally:
         bar.close()
+    kept_before = _records_of_other_packages(out, {r.package for r in records} | {s.name for s in sources},
+                                             signatures) if keep_others else []
+    records = kept_before + records  # the manifest's earlier rows keep their order, new packages after them
+    before = {r.id: (r.split, r.note, r.group) for r in kept_before}  # as the manifest had them
     groups = near_duplicate_groups(records, signatures)
     for r in records:
         r.group = groups[r.id]
+    if kept_before:  # a kept package takes part in the split rules under the split the manifest gave it
+        splits.update({p: v for p, v in load_manifest(out / "manifest.json").get("splits", {}).items()
+                       if p in {r.package for r in kept_before}})
     assign_splits(records, splits)
     limit_group_members(records, {s.name: s.max_per_group for s in sources if s.max_per_group > 0})
     cap_package_share(records, max_share)
+    for r in records:  # kept packages: their records exactly as the manifest had them
+        if r.id in before:
+            r.split, r.note, r.group = before[r.id]
+    _exclude_near_kept_held_out(records, set(before), groups)
+    if keep_others and (out / "failed.txt").is_file():
+        earlier = [line for line in (out / "failed.txt").read_text().splitlines() if line]
+        failures = earlier + [line for line in failures if line not in set(earlier)]
     (out / "failed.txt").write_text("\n".join(failures) + ("\n" if failures else ""))
     summary.failed = len(failures)
     kept = [r for r in records if r.split in ("train", "val", "test")]
@@ -1810,6 +1992,40 @@ def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = 
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out / "manifest.json")
     return summary
+
+
+def _exclude_near_kept_held_out(records: list[ObjectRecord], kept: set[str], groups: dict[str, str]) -> None:
+    """A converted object whose near-duplicate group holds a kept object of a later split (a train object
+    near a kept val/test one) is excluded: the kept object cannot move, and no group may straddle splits."""
+    order = {"train": 0, "val": 1, "test": 2}
+    latest: dict[str, int] = {}
+    for r in records:
+        if r.id in kept and r.split in order:
+            latest[groups[r.id]] = max(latest.get(groups[r.id], -1), order[r.split])
+    for r in records:
+        if r.id not in kept and r.split in order and latest.get(groups[r.id], -1) > order[r.split]:
+            r.split, r.note = "excluded", "near-duplicate of a kept held-out object"
+
+
+def _records_of_other_packages(out: Path, built: set[str], signatures: dict[str, tuple]) -> list[ObjectRecord]:
+    """The manifest's records of packages not in ``built``, as they are, each with its shape signature read
+    from its sidecar JSON (so it still takes part in near-duplicate grouping). A record whose GLB or sidecar
+    is gone is dropped with a warning."""
+    path = out / "manifest.json"
+    if not path.is_file():
+        return []
+    kept = []
+    for row in json.loads(path.read_text())["objects"]:
+        if row["package"] in built:
+            continue
+        sidecar = (out / row["file"]).with_suffix(".json")
+        try:
+            signatures[row["id"]] = tuple(json.loads(sidecar.read_text())["signature"])
+        except (OSError, ValueError, KeyError):
+            logger.warning("kept package %s: %s has no readable sidecar; left out", row["package"], row["id"])
+            continue
+        kept.append(ObjectRecord(**row))
+    return kept
 
 
 def _collect(result, records, signatures, failures) -> None:

@@ -1,5 +1,5 @@
-"""Game formats read into trimesh: 0 A.D.'s PMD, Quake 2's MD2, Warzone 2100's PIE and MegaGlest's G3D; and
-the subset of VRML 2.0 that KiCad's 3D component models use.
+"""Game formats read into trimesh: 0 A.D.'s PMD, Quake 2's MD2, Warzone 2100's PIE, MegaGlest's G3D and
+Lugaru's .solid; and the subset of VRML 2.0 that KiCad's 3D component models use.
 
 Why: these packages ship their models only in their engines' own formats, which neither trimesh nor assimp
 reads (or reads without textures). Each reader returns meshes in the file's own axes with UVs in the
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-__all__ = ["read_pmd", "read_md2", "read_pie", "read_g3d", "read_vrml"]
+__all__ = ["read_pmd", "read_md2", "read_pie", "read_g3d", "read_vrml", "read_solid"]
 
 
 def read_pmd(data: bytes) -> trimesh.Trimesh:
@@ -395,3 +395,32 @@ def read_vrml(path: Path) -> list[tuple[trimesh.Trimesh, np.ndarray]]:
     if not out:
         raise ValueError("VRML: no faces")
     return out
+
+
+#: One triangle of a Lugaru .solid file: six big-endian shorts (the corner vertex indices at 0, 2 and 4; the
+#: others unused), then the corners' texture coordinates, three u and three v (big-endian floats)
+_SOLID_TRIANGLE = np.dtype([("index", ">i2", 6), ("u", ">f4", 3), ("v", ">f4", 3)])
+
+
+def read_solid(path: Path) -> trimesh.Trimesh:
+    """A Lugaru ``.solid`` model: big-endian vertex and triangle counts (shorts), the vertices (three floats
+    each), then the triangles (:data:`_SOLID_TRIANGLE`, 36 bytes). The file must be exactly that long. UVs are
+    per corner, so each triangle gets its own three vertices; v is flipped into the OpenGL convention (the
+    game uploads its images top row first). The skin is not named in the file (the game picks it in code)."""
+    data = Path(path).read_bytes()
+    if len(data) < 4:
+        raise ValueError("not a Lugaru .solid model (shorter than its header)")
+    n_vertices, n_triangles = struct.unpack(">hh", data[:4])
+    expected = 4 + 12 * n_vertices + _SOLID_TRIANGLE.itemsize * n_triangles
+    if n_vertices <= 0 or n_triangles <= 0 or len(data) != expected:
+        raise ValueError(f"not a Lugaru .solid model or truncated ({n_vertices} vertices, {n_triangles} "
+                         f"triangles need {expected} bytes, the file has {len(data)})")
+    xyz = np.frombuffer(data, ">f4", 3 * n_vertices, 4).reshape(-1, 3).astype(np.float64)
+    triangles = np.frombuffer(data, _SOLID_TRIANGLE, n_triangles, 4 + 12 * n_vertices)
+    corners = triangles["index"][:, ::2].astype(np.int64)
+    if corners.min() < 0 or corners.max() >= n_vertices:
+        raise ValueError("corrupt .solid model (vertex index out of range)")
+    uv = np.stack([triangles["u"].reshape(-1), 1.0 - triangles["v"].reshape(-1)], axis=1).astype(np.float64)
+    mesh = trimesh.Trimesh(xyz[corners.reshape(-1)], np.arange(3 * n_triangles).reshape(-1, 3), process=False)
+    mesh.visual = trimesh.visual.TextureVisuals(uv=uv)
+    return mesh
