@@ -152,3 +152,95 @@ def test_webxr_package_when_installed() -> None:
     assert not any(rel.startswith("generic-") or rel.endswith("right.glb") for rel in found)
     assert "valve-index/left.glb" in found and "htc-vive/none.glb" in found
     assert dataclasses.replace(source).registry_name == "@webxr-input-profiles/assets"
+
+
+# ------------------------------------------------------------------------------------------------ URDF robots
+_URDF = """<robot name="r">
+  <material name="red"><color rgba="1 0 0 1"/></material>
+  <link name="base">
+    <visual><origin xyz="0 0 0.5"/><geometry><box size="1 2 1"/></geometry><material name="red"/></visual>
+    <visual><geometry><box size="0.001 0.001 0.001"/></geometry></visual>
+  </link>
+  <link name="arm">
+    <visual><origin xyz="0 0 1" rpy="0 0 0"/>
+      <geometry><mesh filename="package://pkg/meshes/part.stl" scale="2 2 2"/></geometry>
+      <material name="blue"><color rgba="0 0 1 1"/></material></visual>
+  </link>
+  <joint name="j" type="revolute"><parent link="base"/><child link="arm"/>
+    <origin xyz="0 0 1" rpy="0 0 1.5707963267948966"/></joint>
+</robot>
+"""
+
+
+def _robot(tmp_path: Path) -> Path:
+    (tmp_path / "pkg" / "meshes").mkdir(parents=True)
+    (tmp_path / "pkg" / "urdf").mkdir()
+    trimesh.creation.box(extents=(0.5, 0.25, 0.125)).export(tmp_path / "pkg" / "meshes" / "part.stl")
+    urdf = tmp_path / "pkg" / "urdf" / "r.urdf"
+    urdf.write_text(_URDF)
+    return urdf
+
+
+def test_rpy_matrix_is_fixed_axis_roll_pitch_yaw() -> None:
+    import numpy as np
+
+    from zero1to3.data.urdf import rpy_matrix
+
+    m = rpy_matrix("1 2 3", "0 0 1.5707963267948966")  # yaw 90 deg: x -> y
+    assert np.allclose(m[:3, :3] @ [1, 0, 0], [0, 1, 0]) and np.allclose(m[:3, 3], [1, 2, 3])
+    m = rpy_matrix(None, "1.5707963267948966 0 1.5707963267948966")  # roll, then yaw: z -> -y -> x
+    assert np.allclose(m[:3, :3] @ [0, 0, 1], [1, 0, 0]) and np.allclose(m[:3, :3] @ [0, 1, 0], [0, 0, 1])
+
+
+def test_read_urdf_places_links_at_zero_joints(tmp_path: Path) -> None:
+    import numpy as np
+
+    from zero1to3.data.urdf import read_urdf, resolve_package_path
+
+    urdf = _robot(tmp_path)
+    visuals = read_urdf(urdf)
+    assert [(v.link, v.primitive or v.mesh.name) for v in visuals] == [("base", "box"), ("base", "box"),
+                                                                        ("arm", "part.stl")]
+    assert visuals[0].size == (1.0, 2.0, 1.0) and visuals[0].rgba == (1.0, 0.0, 0.0, 1.0)
+    assert np.allclose(visuals[0].transform[:3, 3], [0, 0, 0.5])
+    arm = visuals[2]
+    assert arm.mesh == (tmp_path / "pkg" / "meshes" / "part.stl").resolve()
+    assert arm.scale == (2.0, 2.0, 2.0) and arm.rgba == (0.0, 0.0, 1.0, 1.0)
+    assert np.allclose(arm.transform[:3, 3], [0, 0, 2])  # joint z 1 + visual z 1
+    assert np.allclose(arm.transform[:3, :3] @ [1, 0, 0], [0, 1, 0])  # the joint's yaw
+    assert resolve_package_path("package:///pkg/meshes/part.stl", urdf) == tmp_path / "pkg" / "meshes" / "part.stl"
+    assert resolve_package_path("../meshes/part.stl", urdf) == (tmp_path / "pkg" / "meshes" / "part.stl").resolve()
+    with pytest.raises(FileNotFoundError):
+        resolve_package_path("package://nope/x.stl", urdf)
+
+
+def test_urdf_reader_assembles_coloured_robot(tmp_path: Path) -> None:
+    """Box (red, URDF material) under the arm's STL box (blue), scaled 2x and turned 90 deg about Z by the joint:
+    the assembled robot spans x 0.5 (the arm's 0.25 x 2), y 2, z 0..2.125; the 1 mm placeholder box is dropped."""
+    import numpy as np
+
+    from zero1to3.data.corpus import _load_urdf_parts
+
+    parts = _load_urdf_parts(_robot(tmp_path))
+    assert len(parts) == 2
+    base, arm = parts
+    assert np.allclose(base.bounds, [[-0.5, -1, 0], [0.5, 1, 1]])
+    assert np.allclose(arm.bounds, [[-0.25, -0.5, 1.875], [0.25, 0.5, 2.125]])
+    assert tuple(base.visual.vertex_colors[0]) == (255, 0, 0, 255)
+    assert tuple(arm.visual.vertex_colors[0]) == (0, 0, 255, 255)
+    from zero1to3.data.corpus import convert_object
+
+    mesh = convert_object(tmp_path / "pkg" / "urdf" / "r.urdf", "z", reader="urdf")
+    assert np.allclose(sorted(mesh.extents), sorted(np.array([1.0, 2.0, 2.125]) / 2.125))
+
+
+def test_example_robot_data_when_installed() -> None:
+    """The installed wheel itself (skipped when absent): the 17 named URDFs, one per robot."""
+    source = SOURCES["example-robot-data"]
+    if package_version(source) != source.pin:
+        pytest.skip(f"example-robot-data {source.pin} not installed ({install_command(source)})")
+    found = [rel for rel, _, _ in _iter_files(located(source), Path("/nonexistent"))]
+    assert len(found) == 17 and "go2_description/urdf/go2.urdf" in found
+    assert not any(name in rel for rel in found for name in ("panda", "ur_description", "kinova", "baxter",
+                                                             "laikago", "a1_", "xarm", "tiago"))
+    assert DEFAULT_SPLITS["example-robot-data"] == "train"

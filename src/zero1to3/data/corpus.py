@@ -369,6 +369,23 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
            package="@webxr-input-profiles/assets", up_axis="y", exclude=DEFAULT_EXCLUDE + r"|^generic-",
            path_filter=r"^[^/]+/(left|none)\.glb$", category_levels=(), min_side_ratio=0.08, max_per_group=2,
            licence="MIT (the package's LICENSE, Copyright (c) 2019 Amazon; package.json names none)"),
+    # PyPI: example-robot-data's robots, each URDF assembled at its zero joint positions (reader ``urdf``; +Z up;
+    # COLLADA links need pycollada). One URDF per robot, named here. Left out: robots that also ship with the
+    # reserved pybullet / robosuite / dm-control (Panda, UR3/5/10, Kinova, Baxter, Laikago, A1, xArm, TIAGo,
+    # TIAGo Pro, ANYmal B + Kinova), variants of a kept one (Alex's other hands, the right Allegro hand,
+    # ``*_simple`` / ``*_small`` / ``*_box`` / ``icub_reduced`` / ``b1-z1``), parts (Talos' arm, Alexander's legs),
+    # primitive stand-ins (double pendulum, human, quadruped, simple humanoid), iCub (its links come out apart)
+    # and those over 200k triangles (ANYmal B, B1, Centauro, G1, Go1, SO-101, Talos full, Z1, qb two-DOF)
+    Source("example-robot-data", ("cmeel.prefix/share/example-robot-data/robots",), (".urdf",), kind="pip",
+           pin="6.0.0", up_axis="z", reader="urdf", category_levels=(0,), min_side_ratio=0.08, max_per_group=2,
+           path_filter=r"^(alex_description/urdf/alex_nub_hands|allegro_hand_description/urdf/allegro_left_hand"
+                       r"|anymal_c_simple_description/urdf/anymal|bolt_description/robots/bolt"
+                       r"|borinot_description/urdf/borinot_flying_arm_2|finger_edu_description/robots/finger_edu"
+                       r"|go2_description/urdf/go2|hector_description/robots/quadrotor_base"
+                       r"|hextilt_description/urdf/hextilt_flying_arm_5|hyq_description/robots/hyq_no_sensors"
+                       r"|iris_description/robots/iris|pr2_description/urdf/pr2|romeo_description/urdf/romeo"
+                       r"|so_arm_description/urdf/so100|solo_description/robots/solo|solo_description/robots/solo12"
+                       r"|talos_data/robots/talos_reduced)\.urdf$"),
 )}
 
 #: Default split of the known packages: whole packages per split (held-out makers).
@@ -378,7 +395,7 @@ DEFAULT_SPLITS: dict[str, str] = {
     "flightgear-data-ai": "train", "supertuxkart-data": "train", "kicad-packages3d": "train",
     "openclonk-data": "train",
     "morse-simulator-data": "train", "opencity-data": "train", "gl-117-data": "train", "crrcsim-data": "train",
-    "gltron": "train", "lugaru-data": "train", "webxr-input-profiles-assets": "train",
+    "gltron": "train", "lugaru-data": "train", "webxr-input-profiles-assets": "train", "example-robot-data": "train",
     **{source.name: "train" for source in _MINETEST_MOD_SOURCES},
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
@@ -1607,6 +1624,9 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
     elif reader == "blend-nodes":
         parts = _load_blend_parts(path, textures)
         folders = [Path(f) for f in texture_roots]
+    elif reader == "urdf":
+        parts = _load_urdf_parts(path)
+        folders = []
     elif reader == "minetest-mods":
         parts = _load_minetest_parts(path, textures, lua_roots)
         folders = list(_minetest_texture_dirs(tuple(str(r) for r in (*lua_roots, *texture_roots))))
@@ -1615,6 +1635,50 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
     return _assemble(parts, path, textures, folders, up_axis, name_filter, max_texture,
                      reader_alpha_check=reader != "0ad-actors" and not keep_texture_alpha,
                      min_side_ratio=min_side_ratio)
+
+
+def _load_urdf_parts(path: Path) -> list[trimesh.Trimesh]:
+    """A URDF robot's link meshes (and box / cylinder / sphere visuals) placed at zero joint positions
+    (:func:`zero1to3.data.urdf.read_urdf`). A part without colours of its own (STL, OBJ without a material)
+    takes the URDF material colour, else light grey; textured and coloured meshes (COLLADA, OBJ + MTL) keep
+    theirs, as robot viewers show them. Visuals under 2 mm (placeholder boxes of sensor frames) are skipped."""
+    from zero1to3.data.urdf import read_urdf
+
+    parts: list[trimesh.Trimesh] = []
+    cache: dict[str, list[trimesh.Trimesh]] = {}
+    for visual in read_urdf(path):
+        if visual.mesh is not None:
+            key = str(visual.mesh)
+            if key not in cache:
+                if not visual.mesh.is_file():
+                    raise ValueError(f"missing mesh file {visual.mesh.name}")
+                resolver = trimesh.resolvers.FilePathResolver(str(visual.mesh))
+                cache[key] = _parts(trimesh.load(str(visual.mesh), process=False, resolver=resolver))
+            loaded = [m.copy() for m in cache[key]]
+            scale = np.diag([*visual.scale, 1.0])
+        else:
+            size = visual.size
+            if not size or max(size) < 0.002:
+                continue
+            if visual.primitive == "box":
+                loaded = [trimesh.creation.box(extents=size)]
+            elif visual.primitive == "cylinder":
+                loaded = [trimesh.creation.cylinder(radius=size[0], height=size[1], sections=24)]
+            else:
+                loaded = [trimesh.creation.icosphere(subdivisions=2, radius=size[0])]
+            scale = np.eye(4)
+        for mesh in loaded:
+            if max(np.asarray(mesh.extents) * np.abs(visual.scale)) < 0.002:
+                continue
+            own = (isinstance(mesh.visual, trimesh.visual.TextureVisuals)
+                   or (isinstance(mesh.visual, trimesh.visual.ColorVisuals) and mesh.visual.kind is not None))
+            if not own:
+                rgba = np.asarray(visual.rgba if visual.rgba is not None else (0.8, 0.8, 0.8, 1.0)) * 255
+                mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.tile(
+                    np.clip(rgba, 0, 255).astype(np.uint8), (len(mesh.vertices), 1)))
+            mesh.apply_transform(visual.transform @ scale)
+            parts.append(mesh)
+    return parts
 
 
 def _load_file_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trimesh]:
