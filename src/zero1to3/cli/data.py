@@ -92,13 +92,19 @@ def _install_line() -> str:
 
 
 def run_sources(args: argparse.Namespace) -> int:
-    from zero1to3.data.corpus import DEFAULT_SPLITS, SOURCES, package_version
+    from zero1to3.data.corpus import DEFAULT_SPLITS, SOURCES, install_command, package_version
 
     for source in SOURCES.values():
         version = package_version(source)
-        print(f"{source.name:22s} {DEFAULT_SPLITS.get(source.name, '?'):5s} "
-              f"{'installed ' + version if version else 'not installed'}")
+        state = f"installed {version}" if version else "not installed"
+        if source.pin and version and version != source.pin:
+            state += f" (pinned {source.pin}: skipped)"
+        extra = f"  [{source.kind}: {install_command(source)}]" if source.kind in ("pip", "npm") else ""
+        print(f"{source.name:22s} {DEFAULT_SPLITS.get(source.name, '?'):5s} {state}{extra}")
     print(f"install: {_install_line()}")
+    for source in SOURCES.values():
+        if source.kind in ("pip", "npm"):
+            print(f"install: {install_command(source)}")
     return 0
 
 

@@ -45,7 +45,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["RESERVED_SOURCES", "Source", "SOURCES", "DEFAULT_SPLITS", "ObjectRecord", "ReservedSourceError",
            "check_not_reserved", "build_corpus", "convert_object", "near_duplicate_groups", "assign_splits",
            "load_manifest", "split_files", "limit_group_members", "MAX_TEXTURE_SIZE", "MESH_FILE_EXTENSIONS",
-           "read_minetest_obj", "lua_mesh_tiles", "minetest_mesh_tiles", "ogre_material"]
+           "read_minetest_obj", "lua_mesh_tiles", "minetest_mesh_tiles", "ogre_material", "install_command",
+           "package_root", "located", "npm_prefix", "registry_licence", "NPM_PREFIX_ENV"]
 
 #: Sources reserved for independent evaluation (BRIEF): never built into a corpus. Matched against
 #: package names and against every component of a folder source's path.
@@ -80,8 +81,11 @@ class ReservedSourceError(ValueError):
 class Source:
     """One installable source of meshes.
 
-    ``kind``: ``deb`` (a Debian package, version from dpkg), or ``folder`` (a user's own meshes).
-    ``roots``: folders (or zip/pk3 archives) holding the meshes. ``up_axis``: of the files as loaded (``x``,
+    ``kind``: ``deb`` (a Debian package, version from dpkg), ``pip`` (a PyPI distribution, found through
+    ``importlib.metadata`` in this Python's environment), ``npm`` (an npm package under
+    ``<npm prefix>/node_modules``, see :func:`npm_prefix`), or ``folder`` (a user's own meshes).
+    ``roots``: folders (or zip/pk3 archives) holding the meshes; for ``pip`` / ``npm`` relative to the installed
+    package's folder (site-packages / ``node_modules/<package>``). ``up_axis``: of the files as loaded (``x``,
     ``y``, ``-y``, ``z`` or ``dae``).
     ``category_levels``: which path components (relative to a root) name the category.
     """
@@ -125,8 +129,19 @@ class Source:
     #: order (the i-th of n kept files is file ``floor((i + 0.5) * total / n)``); 0 = no limit. KiCad's libraries
     #: hold hundreds of size/pin-count variants of one part
     max_per_folder: int = 0
-    #: the licences, where the package's copyright file names none in DEP-5 ``License:`` fields (else read there)
+    #: the licences, where the package's copyright file names none in DEP-5 ``License:`` fields (else read there;
+    #: pip / npm: else the package metadata's licence field)
     licence: str = ""
+    #: pip / npm: the pinned version (another installed version is skipped, so a corpus is reproducible)
+    pin: str = ""
+    #: pip / npm: the registry's name where it differs from ``name`` (npm scopes: ``@scope/pkg``; ``name`` is a
+    #: folder and manifest name, so it has no ``@`` or ``/``)
+    package: str = ""
+
+    @property
+    def registry_name(self) -> str:
+        """The name the package manager knows."""
+        return self.package or self.name
 
 
 def _spread(items: list, count: int) -> list:
@@ -346,6 +361,31 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("crrcsim-data", (f"{_G}/crrcsim/objects",), (".ac",), up_axis="y",
            exclude=DEFAULT_EXCLUDE + r"|^(woods_terrain|davis|cape_cod|small|freqboard)\.ac$|_L\.ac$",
            category_levels=(), min_side_ratio=0.08, max_per_group=2, texture_folders=("textures",)),
+    # npm: the WebXR input profiles' VR controllers (textured GLB, +Y up as glTF), one object per profile folder:
+    # its left-hand model, or ``none.glb`` for single-handed controllers (the right hand is the left's mirror
+    # image). Left out: the ``generic-*`` profiles (one generic controller in a dozen button layouts, and
+    # untextured stand-in hands)
+    Source("webxr-input-profiles-assets", ("dist/profiles",), (".glb",), kind="npm", pin="1.0.20",
+           package="@webxr-input-profiles/assets", up_axis="y", exclude=DEFAULT_EXCLUDE + r"|^generic-",
+           path_filter=r"^[^/]+/(left|none)\.glb$", category_levels=(), min_side_ratio=0.08, max_per_group=2,
+           licence="MIT (the package's LICENSE, Copyright (c) 2019 Amazon; package.json names none)"),
+    # PyPI: example-robot-data's robots, each URDF assembled at its zero joint positions (reader ``urdf``; +Z up;
+    # COLLADA links need pycollada). One URDF per robot, named here. Left out: robots that also ship with the
+    # reserved pybullet / robosuite / dm-control (Panda, UR3/5/10, Kinova, Baxter, Laikago, A1, xArm, TIAGo,
+    # TIAGo Pro, ANYmal B + Kinova), variants of a kept one (Alex's other hands, the right Allegro hand,
+    # ``*_simple`` / ``*_small`` / ``*_box`` / ``icub_reduced`` / ``b1-z1``), parts (Talos' arm, Alexander's legs),
+    # primitive stand-ins (double pendulum, human, quadruped, simple humanoid), iCub (its links come out apart)
+    # and those over 200k triangles (ANYmal B, B1, Centauro, G1, Go1, SO-101, Talos full, Z1, qb two-DOF)
+    Source("example-robot-data", ("cmeel.prefix/share/example-robot-data/robots",), (".urdf",), kind="pip",
+           pin="6.0.0", up_axis="z", reader="urdf", category_levels=(0,), min_side_ratio=0.08, max_per_group=2,
+           path_filter=r"^(alex_description/urdf/alex_nub_hands|allegro_hand_description/urdf/allegro_left_hand"
+                       r"|anymal_c_simple_description/urdf/anymal|bolt_description/robots/bolt"
+                       r"|borinot_description/urdf/borinot_flying_arm_2|finger_edu_description/robots/finger_edu"
+                       r"|go2_description/urdf/go2|hector_description/robots/quadrotor_base"
+                       r"|hextilt_description/urdf/hextilt_flying_arm_5|hyq_description/robots/hyq_no_sensors"
+                       r"|iris_description/robots/iris|pr2_description/urdf/pr2|romeo_description/urdf/romeo"
+                       r"|so_arm_description/urdf/so100|solo_description/robots/solo|solo_description/robots/solo12"
+                       r"|talos_data/robots/talos_reduced)\.urdf$"),
 )}
 
 #: Default split of the known packages: whole packages per split (held-out makers).
@@ -355,7 +395,7 @@ DEFAULT_SPLITS: dict[str, str] = {
     "flightgear-data-ai": "train", "supertuxkart-data": "train", "kicad-packages3d": "train",
     "openclonk-data": "train",
     "morse-simulator-data": "train", "opencity-data": "train", "gl-117-data": "train", "crrcsim-data": "train",
-    "gltron": "train", "lugaru-data": "train",
+    "gltron": "train", "lugaru-data": "train", "webxr-input-profiles-assets": "train", "example-robot-data": "train",
     **{source.name: "train" for source in _MINETEST_MOD_SOURCES},
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
@@ -397,8 +437,102 @@ def check_not_reserved(name: str, path: str | os.PathLike | None = None) -> None
 
 
 # --------------------------------------------------------------------------------------------- package info
-def package_version(source: Source) -> str | None:
-    """Installed version of a Debian package (None if not installed); ``local`` for folders."""
+#: environment variable naming the npm prefix (``npm install --prefix``); its ``node_modules`` holds npm sources
+NPM_PREFIX_ENV = "ZERO1TO3_NPM_PREFIX"
+DEFAULT_NPM_PREFIX = "~/.cache/zero1to3/npm"
+
+
+def npm_prefix() -> Path:
+    """Where npm sources are installed: ``$ZERO1TO3_NPM_PREFIX``, else ``~/.cache/zero1to3/npm``. Why a prefix of
+    our own: the project is Python; its npm asset packages belong to no JavaScript project's ``node_modules``."""
+    return Path(os.environ.get(NPM_PREFIX_ENV) or DEFAULT_NPM_PREFIX).expanduser()
+
+
+def install_command(source: Source) -> str:
+    """The command that installs ``source`` (pinned for pip / npm); empty for a folder."""
+    if source.kind == "pip":
+        return f"pip install {source.registry_name}=={source.pin}" if source.pin else f"pip install {source.name}"
+    if source.kind == "npm":
+        spec = f"{source.registry_name}@{source.pin}" if source.pin else source.registry_name
+        return f"npm install --prefix {npm_prefix()} {spec}"
+    if source.kind == "deb":
+        return f"apt-get install -y {source.name}"
+    return ""
+
+
+def _pip_distribution(name: str, path: Sequence[str] | None = None):
+    """The installed distribution ``name`` (in ``path``, default ``sys.path``), or None."""
+    import importlib.metadata as metadata
+
+    if path is None:
+        try:
+            return metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            return None
+    wanted = re.sub(r"[-_.]+", "-", name).lower()
+    for dist in metadata.distributions(path=list(path)):
+        if re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower() == wanted:
+            return dist
+    return None
+
+
+def _npm_package_json(source: Source) -> dict | None:
+    path = npm_prefix() / "node_modules" / source.registry_name / "package.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def package_root(source: Source, pip_path: Sequence[str] | None = None) -> Path | None:
+    """The folder a pip / npm source's ``roots`` are relative to (site-packages / ``node_modules/<package>``);
+    None when not installed. ``pip_path``: where to look for distributions (default ``sys.path``)."""
+    if source.kind == "pip":
+        dist = _pip_distribution(source.registry_name, pip_path)
+        return None if dist is None else Path(str(dist.locate_file(""))).resolve()
+    if source.kind == "npm":
+        return npm_prefix() / "node_modules" / source.registry_name if _npm_package_json(source) else None
+    return None
+
+
+def located(source: Source, pip_path: Sequence[str] | None = None) -> Source:
+    """``source`` with absolute ``roots`` (pip / npm: joined to :func:`package_root`); others as they are."""
+    if source.kind not in ("pip", "npm"):
+        return source
+    root = package_root(source, pip_path)
+    if root is None:
+        raise FileNotFoundError(f"{source.name} is not installed ({install_command(source)})")
+    from dataclasses import replace
+
+    return replace(source, roots=tuple(str(root / r) for r in source.roots))
+
+
+def registry_licence(source: Source, pip_path: Sequence[str] | None = None) -> str:
+    """The licence a pip / npm package's metadata states (``License-Expression``, ``License``, or the
+    ``License ::`` classifiers; package.json ``license``)."""
+    if source.kind == "npm":
+        value = (_npm_package_json(source) or {}).get("license")
+        return value if isinstance(value, str) and value else "unknown (no license field)"
+    dist = _pip_distribution(source.registry_name, pip_path)
+    if dist is None:
+        return "unknown (not installed)"
+    meta = dist.metadata
+    for key in ("License-Expression", "License"):
+        value = (meta.get(key) or "").strip()
+        if value and value.upper() != "UNKNOWN" and "\n" not in value:
+            return value
+    classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
+    return "; ".join(classifiers) or "unknown (no licence metadata)"
+
+
+def package_version(source: Source, pip_path: Sequence[str] | None = None) -> str | None:
+    """Installed version of a Debian / pip / npm package (None if not installed); ``local`` for folders."""
+    if source.kind == "pip":
+        dist = _pip_distribution(source.registry_name, pip_path)
+        return None if dist is None else dist.version
+    if source.kind == "npm":
+        version = (_npm_package_json(source) or {}).get("version")
+        return str(version) if version else None
     if source.kind != "deb":
         return "local"
     try:
@@ -1490,6 +1624,9 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
     elif reader == "blend-nodes":
         parts = _load_blend_parts(path, textures)
         folders = [Path(f) for f in texture_roots]
+    elif reader == "urdf":
+        parts = _load_urdf_parts(path)
+        folders = []
     elif reader == "minetest-mods":
         parts = _load_minetest_parts(path, textures, lua_roots)
         folders = list(_minetest_texture_dirs(tuple(str(r) for r in (*lua_roots, *texture_roots))))
@@ -1498,6 +1635,50 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
     return _assemble(parts, path, textures, folders, up_axis, name_filter, max_texture,
                      reader_alpha_check=reader != "0ad-actors" and not keep_texture_alpha,
                      min_side_ratio=min_side_ratio)
+
+
+def _load_urdf_parts(path: Path) -> list[trimesh.Trimesh]:
+    """A URDF robot's link meshes (and box / cylinder / sphere visuals) placed at zero joint positions
+    (:func:`zero1to3.data.urdf.read_urdf`). A part without colours of its own (STL, OBJ without a material)
+    takes the URDF material colour, else light grey; textured and coloured meshes (COLLADA, OBJ + MTL) keep
+    theirs, as robot viewers show them. Visuals under 2 mm (placeholder boxes of sensor frames) are skipped."""
+    from zero1to3.data.urdf import read_urdf
+
+    parts: list[trimesh.Trimesh] = []
+    cache: dict[str, list[trimesh.Trimesh]] = {}
+    for visual in read_urdf(path):
+        if visual.mesh is not None:
+            key = str(visual.mesh)
+            if key not in cache:
+                if not visual.mesh.is_file():
+                    raise ValueError(f"missing mesh file {visual.mesh.name}")
+                resolver = trimesh.resolvers.FilePathResolver(str(visual.mesh))
+                cache[key] = _parts(trimesh.load(str(visual.mesh), process=False, resolver=resolver))
+            loaded = [m.copy() for m in cache[key]]
+            scale = np.diag([*visual.scale, 1.0])
+        else:
+            size = visual.size
+            if not size or max(size) < 0.002:
+                continue
+            if visual.primitive == "box":
+                loaded = [trimesh.creation.box(extents=size)]
+            elif visual.primitive == "cylinder":
+                loaded = [trimesh.creation.cylinder(radius=size[0], height=size[1], sections=24)]
+            else:
+                loaded = [trimesh.creation.icosphere(subdivisions=2, radius=size[0])]
+            scale = np.eye(4)
+        for mesh in loaded:
+            if max(np.asarray(mesh.extents) * np.abs(visual.scale)) < 0.002:
+                continue
+            own = (isinstance(mesh.visual, trimesh.visual.TextureVisuals)
+                   or (isinstance(mesh.visual, trimesh.visual.ColorVisuals) and mesh.visual.kind is not None))
+            if not own:
+                rgba = np.asarray(visual.rgba if visual.rgba is not None else (0.8, 0.8, 0.8, 1.0)) * 255
+                mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.tile(
+                    np.clip(rgba, 0, 255).astype(np.uint8), (len(mesh.vertices), 1)))
+            mesh.apply_transform(visual.transform @ scale)
+            parts.append(mesh)
+    return parts
 
 
 def _load_file_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trimesh]:
@@ -1897,7 +2078,8 @@ def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = 
 
     sources = list(SOURCES.values()) if sources is None else list(sources)
     for source in sources:
-        check_not_reserved(source.name, None if source.kind == "deb" else source.roots[0])
+        check_not_reserved(source.registry_name, source.roots[0] if source.kind == "folder" else None)
+        check_not_reserved(source.name)
     splits = dict(DEFAULT_SPLITS if splits is None else splits)
     out = Path(out_dir)
     (out / "objects").mkdir(parents=True, exist_ok=True)
@@ -1906,11 +2088,20 @@ def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = 
     for source in sources:
         version = package_version(source)
         if version is None:
-            message = f"skip {source.name}: not installed (apt-get install -y {source.name})"
+            message = f"skip {source.name}: not installed ({install_command(source)})"
             summary.skipped_packages[source.name] = "not installed"
             note(message)
             continue
-        licence = source.licence or (package_licence(source.name) if source.kind == "deb"
+        if source.pin and version != source.pin:
+            note(f"skip {source.name}: {version} installed, {source.pin} pinned ({install_command(source)})")
+            summary.skipped_packages[source.name] = f"version {version}, not {source.pin}"
+            continue
+        if source.kind in ("pip", "npm"):
+            source = located(source)
+            for root in source.roots:  # a package may re-ship a reserved one's files (pybullet_data/...)
+                check_not_reserved(source.name, root)
+        licence = source.licence or (package_licence(source.name) if source.kind == "deb" else
+                                     registry_licence(source) if source.kind in ("pip", "npm")
                                      else "as stated by the folder's owner")
         count = 0
         ids: set[str] = set()
