@@ -37,7 +37,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import trimesh
 
-from zero1to3.data.formats import read_g3d, read_md2, read_pie, read_pmd, read_solid, read_vrml
+from zero1to3.data.formats import read_dcm, read_g3d, read_md2, read_pie, read_pmd, read_solid, read_vrml
 from zero1to3.data.procedural import normalize_mesh
 
 logger = logging.getLogger(__name__)
@@ -272,6 +272,11 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
            category_levels=(1,), min_side_ratio=0.08, max_per_group=2,
            part_exclude=r"(^|[ /])common/|radiant/notex|(^| )noshader",
            texture_path_roots=(f"{_G}/nexuiz/data/data.pk3", f"{_G}/nexuiz/data/textures.pk3")),
+    # DreamChess's 3D chess pieces (its own text .dcm format, formats.read_dcm; +Z up): the six pieces of the
+    # ``classic`` and ``elements`` sets, textured with the set's white.png (exact copies between the sets are
+    # dropped as everywhere). Not read: the boards (flat 9 x 9 x 0.2 slabs) and the 2D sets' flat quads
+    Source("dreamchess-data", (f"{_G}/dreamchess/pieces",), (".dcm",), up_axis="z",
+           path_filter=r"^(classic|elements)/(pawn|knight|bishop|rook|queen|king)\.dcm$", category_levels=(0,)),
     Source("0ad-data", (f"{_G}/0ad/mods/public/public.zip",), (".xml",), up_axis="y", reader="0ad-actors",
            exclude=DEFAULT_EXCLUDE + r"|^(particle|special|temp|campaigns)/|destruct|rubble|garrison|"
                                      r"(^|/)(units/.*(infantry|cavalry|hero|champion|support|female|citizen))",
@@ -386,6 +391,7 @@ DEFAULT_SPLITS: dict[str, str] = {
     "openclonk-data": "train",
     "morse-simulator-data": "train", "opencity-data": "train", "gl-117-data": "train", "crrcsim-data": "train",
     "gltron": "train", "lugaru-data": "train", "nexuiz-data": "train",
+    "dreamchess-data": "train",
     **{source.name: "train" for source in _MINETEST_MOD_SOURCES},
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
@@ -1572,6 +1578,9 @@ def _load_file_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trime
         if suffix == ".solid":
             textures[""] = LUGARU_SKINS.get(path.stem.lower(), path.stem)
             return [read_solid(path)]
+        if suffix == ".dcm":  # the game textures a set's pieces with its white.png or black.png (set.cfg)
+            textures[""] = "white"
+            return [read_dcm(path)]
         if suffix == ".md2":
             mesh, skins = read_md2(path)
             for skin in skins:
