@@ -31,13 +31,13 @@ import tempfile
 import zipfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import trimesh
 
-from zero1to3.data.formats import read_g3d, read_md2, read_pie, read_pmd, read_solid, read_vrml
+from zero1to3.data.formats import read_dcm, read_g3d, read_md2, read_pie, read_pmd, read_solid, read_vrml
 from zero1to3.data.procedural import normalize_mesh
 
 logger = logging.getLogger(__name__)
@@ -125,6 +125,13 @@ class Source:
     #: reader "minetest-mods": more folders whose ``textures/`` subfolders hold the textures a mod's Lua node
     #: definitions name (searched after the source's own roots: mods use other mods' and the base game's)
     texture_roots: tuple[str, ...] = ()
+    #: resolve a texture name that holds a path (``textures/pickups.tga``) against these folders first (an
+    #: archive stands for its extracted copy): Quake-engine games name textures from the game's data root, and
+    #: Nexuiz keeps them in a second archive (``textures.pk3``) beside the models' ``data.pk3``
+    texture_path_roots: tuple[str, ...] = ()
+    #: parts whose name or material matches this regex are dropped too (besides terrain, sky, shadows, ...):
+    #: Quake-engine map models carry the compiler's origin and caulk brushes as parts
+    part_exclude: str = ""
     #: at most this many model files per folder (after ``exclude`` / ``path_filter``), evenly spaced in name
     #: order (the i-th of n kept files is file ``floor((i + 0.5) * total / n)``); 0 = no limit. KiCad's libraries
     #: hold hundreds of size/pin-count variants of one part
@@ -257,6 +264,34 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
                                      r"|grass|palm_leafs|lights?_|lightspot|cables|overload_(energy|lights|target)"
                                      r"|^models/powerups/([a-z_]+\.md3|instant/.*)$|menhir",
            category_levels=(1,)),
+    # Nexuiz's items and map objects (``data.pk3``; textures named from the game's data root, most of them in
+    # ``textures.pk3``; assimp turns both MD3's and ASE's +Z up into +Y up). MD3: the weapons as they lie on
+    # the ground (``g_*``; the ``v_*`` view models are the same meshes), ammo, armour, health, fuel and power-up
+    # items, the office props, the forklift, the turrets as the map editor shows them assembled
+    # (``turrets/radiant/``; the loose heads, bases and gibs are not read), the Onslaught generator and control
+    # point (undamaged only), the Nexball, the key-hunt key, the race checkpoint, the spiderbot's control point
+    # and the two CTF flags. ASE: the ``desertfactory`` map's furniture, barrels, tanks, machines and huts, the
+    # jump pads, teleporters and spotlight of ``mapobjects`` and the aircraft; their map compiler's origin and
+    # caulk brushes are dropped as parts. Not read: the trees (their leaves are a shader with no image of that
+    # name), player models (ZYM), vehicles (DPM), the map pieces (walls, floors, pipes, cables, supports, roofs,
+    # garage doors, a stove pipe, lamps on wires: lines or slabs in most views) and the race track's train
+    Source("nexuiz-data", (f"{_G}/nexuiz/data/data.pk3", f"{_G}/nexuiz/data/textures.pk3"), (".md3", ".ase"),
+           up_axis="y",
+           path_filter=r"^models/(weapons/g_[a-z]+|items/[a-z0-9_]+|it/[a-z]+|map/forklift|turrets/radiant/[a-z0-9]+"
+                       r"|onslaught/(generator|controlpoint_pad|controlpoint_icon)|nexball/ball|keyhunt/key"
+                       r"|race/checkpoint/checkpoint|spiderbot/cp|ctf/flag_(blue|red))\.md3$"
+                       r"|^models/desertfactory/(objects_metal/(archive|barrel|boiler|generator|radio|tank)\d+"
+                       r"|objects_wood/(bed|chair|closet|logs|pallet|table)\d+|structure_wood/(hut|toilethut)\d+)\.ase$"
+                       r"|^models/(aircraft/a|mapobjects/(hrjumpad|hrteleporter|hrspotlight|morphed_jumppad/jumppad"
+                       r"|morphed_tele/(telepad|teledevice)))\.ase$",
+           category_levels=(1,), min_side_ratio=0.08, max_per_group=2,
+           part_exclude=r"(^|[ /])common/|radiant/notex|(^| )noshader",
+           texture_path_roots=(f"{_G}/nexuiz/data/data.pk3", f"{_G}/nexuiz/data/textures.pk3")),
+    # DreamChess's 3D chess pieces (its own text .dcm format, formats.read_dcm; +Z up): the six pieces of the
+    # ``classic`` and ``elements`` sets, textured with the set's white.png (exact copies between the sets are
+    # dropped as everywhere). Not read: the boards (flat 9 x 9 x 0.2 slabs) and the 2D sets' flat quads
+    Source("dreamchess-data", (f"{_G}/dreamchess/pieces",), (".dcm",), up_axis="z",
+           path_filter=r"^(classic|elements)/(pawn|knight|bishop|rook|queen|king)\.dcm$", category_levels=(0,)),
     Source("0ad-data", (f"{_G}/0ad/mods/public/public.zip",), (".xml",), up_axis="y", reader="0ad-actors",
            exclude=DEFAULT_EXCLUDE + r"|^(particle|special|temp|campaigns)/|destruct|rubble|garrison|"
                                      r"(^|/)(units/.*(infantry|cavalry|hero|champion|support|female|citizen))",
@@ -396,6 +431,7 @@ DEFAULT_SPLITS: dict[str, str] = {
     "openclonk-data": "train",
     "morse-simulator-data": "train", "opencity-data": "train", "gl-117-data": "train", "crrcsim-data": "train",
     "gltron": "train", "lugaru-data": "train", "webxr-input-profiles-assets": "train", "example-robot-data": "train",
+    "nexuiz-data": "train", "dreamchess-data": "train",
     **{source.name: "train" for source in _MINETEST_MOD_SOURCES},
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
@@ -615,6 +651,17 @@ def _iter_files(source: Source, extract_dir: Path) -> Iterator[tuple[str, Path, 
             found = [(rel, path) for rel, path in found if rel in chosen]
         for rel, path in found:
             yield rel, path, root
+
+
+def _texture_path_roots(source: Source, extract_dir: Path) -> list[Path]:
+    """``source.texture_path_roots`` as local folders: an archive becomes its extracted copy (as
+    :func:`_iter_files` writes it; an archive that is also a root is extracted there, images included)."""
+    roots = []
+    for name in source.texture_path_roots:
+        root = Path(name)
+        roots.append(extract_dir / source.name / root.stem if root.suffix.lower() in (".zip", ".pk3", ".wz")
+                     else root)
+    return roots
 
 
 def _model_file_names(folders: Iterable[str], extensions: tuple[str, ...]) -> set[str]:
@@ -1332,6 +1379,18 @@ def _find_image(name: str, folders: Iterable[Path]) -> Path | None:
     return None
 
 
+def _find_image_under(name: str, roots: Iterable[Path]) -> Path | None:
+    """An image named by a path from a game's data root (``textures/pickups`` with any image extension) in
+    the first of ``roots`` that has it; None for a bare name (no folder part) or when none has it."""
+    parts = PurePosixPath(name.replace("\\", "/").lstrip("/")).parts
+    while parts and parts[0] in ("..", "."):  # ``..\textures\x.tga``: the map compiler's relative path
+        parts = parts[1:]
+    rel = PurePosixPath(*parts) if parts else PurePosixPath()
+    if len(rel.parts) < 2 or ".." in rel.parts:
+        return None
+    return _find_image(rel.name, [Path(root, *rel.parent.parts) for root in roots])
+
+
 def _guess_albedo(mesh_path: Path) -> Path | None:
     """The colour texture of a model whose file does not name one: an image next to it named like the
     model, 'diffuse', 'skin' or 'texture', else the largest image that is not a normal/mask/specular map."""
@@ -1592,7 +1651,8 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
                    max_texture: int = MAX_TEXTURE_SIZE, reader: str = "files",
                    min_side_ratio: float = 0.0, keep_texture_alpha: bool = False,
                    texture_folders: Sequence[str] = (), lua_roots: Sequence[str] = (),
-                   texture_roots: Sequence[str] = ()) -> trimesh.Trimesh:
+                   texture_roots: Sequence[str] = (),
+                   texture_path_roots: Sequence[str | os.PathLike] = ()) -> trimesh.Trimesh:
     """Load one source model as a single normalised **+Z up** mesh (textures kept, <= ``max_texture`` px).
 
     Scene parts named like terrain/sky/particles/shadows are dropped; untextured parts of a textured model
@@ -1602,6 +1662,7 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
     ``texture_folders``: glob patterns, relative to the folder above the model's, of more folders where the
     model's named textures are looked for (after the usual ones). ``lua_roots`` / ``texture_roots`` (reader
     ``minetest-mods``): where the mod's Lua node definitions, and the ``textures/`` folders, are searched.
+    ``texture_path_roots``: folders against which a texture name holding a path is resolved first.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -1634,7 +1695,7 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
         parts = _load_file_parts(path, textures)
     return _assemble(parts, path, textures, folders, up_axis, name_filter, max_texture,
                      reader_alpha_check=reader != "0ad-actors" and not keep_texture_alpha,
-                     min_side_ratio=min_side_ratio)
+                     min_side_ratio=min_side_ratio, path_roots=[Path(r) for r in texture_path_roots])
 
 
 def _load_urdf_parts(path: Path) -> list[trimesh.Trimesh]:
@@ -1698,6 +1759,9 @@ def _load_file_parts(path: Path, textures: dict[str, str]) -> list[trimesh.Trime
         if suffix == ".solid":
             textures[""] = LUGARU_SKINS.get(path.stem.lower(), path.stem)
             return [read_solid(path)]
+        if suffix == ".dcm":  # the game textures a set's pieces with its white.png or black.png (set.cfg)
+            textures[""] = "white"
+            return [read_dcm(path)]
         if suffix == ".md2":
             mesh, skins = read_md2(path)
             for skin in skins:
@@ -1749,7 +1813,7 @@ def _concatenate(parts: list[trimesh.Trimesh]) -> trimesh.Trimesh:
 
 def _assemble(parts: list[trimesh.Trimesh], path: Path, textures: dict[str, str], folders: list[Path],
               up_axis: str, name_filter: str, max_texture: int, reader_alpha_check: bool = True,
-              min_side_ratio: float = 0.0) -> trimesh.Trimesh:
+              min_side_ratio: float = 0.0, path_roots: Sequence[Path] = ()) -> trimesh.Trimesh:
     suffix = path.suffix.lower()
     exclude = re.compile(name_filter, re.I) if name_filter else None
     kept: list[trimesh.Trimesh] = []
@@ -1775,7 +1839,8 @@ def _assemble(parts: list[trimesh.Trimesh], path: Path, textures: dict[str, str]
         if image is None:
             material_name = str(getattr(visual.material, "name", "") or "")
             named = textures.get(material_name, "")
-            found = _find_image(named, folders) if named else None
+            found = _find_image_under(named, path_roots) if named else None
+            found = found or (_find_image(named, folders) if named else None)
             if found is None and len(textures) == 1:
                 found = _find_image(next(iter(textures.values())), folders)
             if found is None:
@@ -2037,9 +2102,11 @@ def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
                 _write_json(sidecar, cached)
             return cached["record"], tuple(cached["signature"]), None
         mesh = convert_object(Path(path), source.up_axis, reader=source.reader,
+                              name_filter=DEFAULT_EXCLUDE + (f"|{source.part_exclude}" if source.part_exclude else ""),
                               min_side_ratio=source.min_side_ratio, keep_texture_alpha=source.keep_texture_alpha,
                               texture_folders=source.texture_folders, lua_roots=source.roots,
-                              texture_roots=source.texture_roots)
+                              texture_roots=source.texture_roots,
+                              texture_path_roots=_texture_path_roots(source, Path(out_file).parents[2] / ".extract"))
         data = write_glb(mesh, Path(out_file))
         textured = _has_image(mesh)
         record = ObjectRecord(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-__all__ = ["read_pmd", "read_md2", "read_pie", "read_g3d", "read_vrml", "read_solid"]
+__all__ = ["read_pmd", "read_md2", "read_pie", "read_g3d", "read_vrml", "read_solid", "read_dcm"]
 
 
 def read_pmd(data: bytes) -> trimesh.Trimesh:
@@ -422,5 +422,52 @@ def read_solid(path: Path) -> trimesh.Trimesh:
         raise ValueError("corrupt .solid model (vertex index out of range)")
     uv = np.stack([triangles["u"].reshape(-1), 1.0 - triangles["v"].reshape(-1)], axis=1).astype(np.float64)
     mesh = trimesh.Trimesh(xyz[corners.reshape(-1)], np.arange(3 * n_triangles).reshape(-1, 3), process=False)
+    mesh.visual = trimesh.visual.TextureVisuals(uv=uv)
+    return mesh
+
+
+def read_dcm(path: Path) -> trimesh.Trimesh:
+    """A DreamChess ``.dcm`` model (text, whitespace-separated): ``DCM 0100``, the vertex count n, the
+    vertices (3n floats), their normals (3n), their UVs (2n), the primitive count, then per primitive its
+    type (``TRIANGLES`` or ``STRIP``), its index count and the indices. Strips become triangles with every
+    second one's winding flipped (degenerate ones dropped). Anything else (another version, a truncated file,
+    extra tokens, an index out of range) is refused. The texture is not named in the file (the game picks
+    the set's ``white.png`` / ``black.png`` from ``set.cfg``)."""
+    tokens = Path(path).read_text(errors="replace").split()
+    if tokens[:2] != ["DCM", "0100"] or len(tokens) < 3:
+        raise ValueError("not a DreamChess DCM 0100 model")
+    try:
+        n = int(tokens[2])
+        pos = 3 + 8 * n
+        if n <= 0 or len(tokens) < pos + 1:
+            raise ValueError(f"truncated ({n} vertices)")
+        values = np.array(tokens[3:pos], np.float64)
+        xyz, uv = values[:3 * n].reshape(-1, 3), values[6 * n:].reshape(-1, 2)
+        faces: list[list[int]] = []
+        count = int(tokens[pos])
+        pos += 1
+        for _ in range(count):
+            kind, size = tokens[pos], int(tokens[pos + 1])
+            index = [int(t) for t in tokens[pos + 2:pos + 2 + size]]
+            if len(index) != size:
+                raise ValueError("truncated primitive")
+            pos += 2 + size
+            if kind == "TRIANGLES" and size % 3 == 0:
+                faces += [index[i:i + 3] for i in range(0, size, 3)]
+            elif kind == "STRIP":
+                for i in range(size - 2):
+                    a, b, c = index[i:i + 3]
+                    if len({a, b, c}) == 3:
+                        faces.append([a, b, c] if i % 2 == 0 else [b, a, c])
+            else:
+                raise ValueError(f"unknown primitive {kind!r} with {size} indices")
+    except (IndexError, ValueError) as exc:
+        raise ValueError(f"not a DreamChess DCM 0100 model or truncated ({exc})") from exc
+    if pos != len(tokens):
+        raise ValueError(f"{len(tokens) - pos} tokens after the last primitive")
+    face_array = np.array(faces, np.int64).reshape(-1, 3)
+    if not len(face_array) or face_array.min() < 0 or face_array.max() >= n:
+        raise ValueError("DCM model without triangles or with a vertex index out of range")
+    mesh = trimesh.Trimesh(xyz, face_array, process=False)
     mesh.visual = trimesh.visual.TextureVisuals(uv=uv)
     return mesh
