@@ -86,13 +86,13 @@ def run_unpack(args: argparse.Namespace) -> int:
 
 
 def _install_line() -> str:
-    from zero1to3.data.corpus import SOURCES
+    from zero1to3.data.sources import SOURCES
 
     return "apt-get install -y assimp-utils " + " ".join(s.name for s in SOURCES.values() if s.kind == "deb")
 
 
 def run_sources(args: argparse.Namespace) -> int:
-    from zero1to3.data.corpus import DEFAULT_SPLITS, SOURCES, install_command, package_version
+    from zero1to3.data.sources import DEFAULT_SPLITS, SOURCES, install_command, package_version
 
     for source in SOURCES.values():
         version = package_version(source)
