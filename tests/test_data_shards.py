@@ -73,6 +73,28 @@ def test_broken_objects_are_reported_not_raised(rendered: Path, tmp_path: Path) 
     assert list(skipped) == [bad.name] and len(views.names) == 2
 
 
+def test_objects_drawn_in_no_view_are_skipped(rendered: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(rendered, copy)
+    names = sorted(p.name for p in copy.iterdir() if p.is_dir())
+    for png in sorted((copy / names[0]).glob("*.png")):  # every view fully transparent: nothing drawn
+        with Image.open(png) as im:
+            clear = im.convert("RGBA")
+        clear.putalpha(0)
+        clear.save(png)
+    faint = sorted((copy / names[1]).glob("*.png"))
+    for png in faint[1:]:  # one view keeps its object: kept
+        with Image.open(png) as im:
+            clear = im.convert("RGBA")
+        clear.putalpha(0)
+        clear.save(png)
+    views, skipped = read_render_folder(copy, SIZE)
+    assert list(skipped) == [names[0]] and "invisible" in skipped[names[0]]
+    assert views.names == names[1:]
+
+
 def test_view_set_checks_shapes_and_width_multiple_of_8(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="inconsistent"):
         ViewSet(np.zeros((1, 2, 8, 8, 3), np.uint8), np.zeros((1, 2, 8, 8), np.uint8),

@@ -61,12 +61,17 @@ def split_alpha(rgba: Image.Image, image_size: int) -> tuple[np.ndarray, np.ndar
     return rgb, np.array(alpha, np.uint8)
 
 
+#: alpha (0-255) a pixel needs to count as drawn; an object with none in every view is skipped
+VISIBLE_ALPHA = 128
+
+
 def read_render_folder(root: str | os.PathLike[str], image_size: int, num_views: int | None = None,
                        names: Sequence[str] | None = None) -> tuple[ViewSet, dict[str, str]]:
     """A split in the released PNG layout -> ViewSet, and the objects skipped with the reason.
 
     Objects need ``num_views`` readable views (default: the most common count), so the set stays a
-    rectangular array; the others are reported, never raised.
+    rectangular array, and at least one pixel of ``VISIBLE_ALPHA`` in some view: an object drawn nowhere only
+    teaches blank frames. The others are reported, never raised.
     """
     root = Path(root)
     all_names = list_objects(root) if names is None else list(names)
@@ -84,6 +89,8 @@ def read_render_folder(root: str | os.PathLike[str], image_size: int, num_views:
                 with open_image(root / name / f"{v:03d}.png") as image:
                     rgb_alpha.append(split_alpha(image, image_size))
             obj_poses = [read_pose(root / name / f"{v:03d}.npy")[:3] for v in views]
+            if max(int(a.max()) for _, a in rgb_alpha) < VISIBLE_ALPHA:
+                raise ValueError("invisible in every view (e.g. a texture whose alpha cuts everything out)")
         except Exception as exc:  # noqa: BLE001 - one broken object must not stop a split
             skipped[name] = str(exc)
             continue
