@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from trimesh.transformations import euler_matrix
 
 __all__ = ["UrdfVisual", "read_urdf", "rpy_matrix", "resolve_package_path"]
 
@@ -32,16 +33,10 @@ class UrdfVisual:
 
 
 def rpy_matrix(xyz: str | None, rpy: str | None) -> np.ndarray:
-    """4x4 transform of a URDF ``<origin xyz rpy>``: fixed-axis roll, pitch, yaw, i.e. R = Rz(y) Ry(p) Rx(r)."""
-    x = [float(v) for v in (xyz or "0 0 0").split()]
-    r, p, y = [float(v) for v in (rpy or "0 0 0").split()]
-    cr, sr, cp, sp, cy, sy = np.cos(r), np.sin(r), np.cos(p), np.sin(p), np.cos(y), np.sin(y)
-    rot = np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-                    [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-                    [-sp, cp * sr, cp * cr]])
-    out = np.eye(4)
-    out[:3, :3] = rot
-    out[:3, 3] = x
+    """4x4 transform of a URDF ``<origin xyz rpy>``: fixed-axis roll, pitch, yaw, i.e. R = Rz(y) Ry(p) Rx(r)
+    (trimesh's static ``sxyz`` Euler convention)."""
+    out = euler_matrix(*[float(v) for v in (rpy or "0 0 0").split()], axes="sxyz")
+    out[:3, 3] = [float(v) for v in (xyz or "0 0 0").split()]
     return out
 
 
