@@ -362,8 +362,10 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     # reserved pybullet / robosuite / dm-control (Panda, UR3/5/10, Kinova, Baxter, Laikago, A1, xArm, TIAGo,
     # TIAGo Pro, ANYmal B + Kinova), variants of a kept one (Alex's other hands, the right Allegro hand,
     # ``*_simple`` / ``*_small`` / ``*_box`` / ``icub_reduced`` / ``b1-z1``), parts (Talos' arm, Alexander's legs),
-    # primitive stand-ins (double pendulum, human, quadruped, simple humanoid), iCub (its links come out apart)
-    # and those over 200k triangles (ANYmal B, B1, Centauro, G1, Go1, SO-101, Talos full, Z1, qb two-DOF)
+    # primitive stand-ins (double pendulum, human, quadruped, simple humanoid), iCub (its links come out apart),
+    # ANYmal B (pybullet_data ships its meshes, quadruped/ANYmal), G1's handless copy and Talos full (variants
+    # of kept robots). Robots over 200k triangles (B1, Centauro, G1, Go1, SO-101, Z1, qb two-DOF) have their
+    # heavy links decimated (corpus.URDF_FACE_BUDGET; needs fast_simplification)
     Source("example-robot-data", ("cmeel.prefix/share/example-robot-data/robots",), (".urdf",), kind="pip",
            pin="6.0.0", up_axis="z", reader="urdf", category_levels=(0,), min_side_ratio=0.08, max_per_group=2,
            path_filter=r"^(alex_description/urdf/alex_nub_hands|allegro_hand_description/urdf/allegro_left_hand"
@@ -373,7 +375,10 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
                        r"|hextilt_description/urdf/hextilt_flying_arm_5|hyq_description/robots/hyq_no_sensors"
                        r"|iris_description/robots/iris|pr2_description/urdf/pr2|romeo_description/urdf/romeo"
                        r"|so_arm_description/urdf/so100|solo_description/robots/solo|solo_description/robots/solo12"
-                       r"|talos_data/robots/talos_reduced)\.urdf$"),
+                       r"|talos_data/robots/talos_reduced"
+                       r"|asr_twodof_description/urdf/TwoDofs|b1_description/urdf/b1|centauro_description/urdf/centauro"
+                       r"|g1_description/urdf/g1_29dof_with_hand_rev_1_0|go1_description/urdf/go1"
+                       r"|so_arm_description/urdf/so101|z1_description/urdf/z1)\.urdf$"),
 )}
 
 #: Default split of the known packages: whole packages per split (held-out makers).
