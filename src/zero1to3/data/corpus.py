@@ -1663,7 +1663,13 @@ def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
                 cached["signature_version"] = SIGNATURE_VERSION
                 _write_json(sidecar, cached)
             return cached["record"], tuple(cached["signature"]), None
-        mesh = convert_object(Path(path), source.up_axis, reader=source.reader,
+        if source.reader == "openscad":  # the program evaluated once into OUT/.extract, then read as a mesh file
+            from zero1to3.data.openscad import scad_to_ply
+
+            path = str(scad_to_ply(Path(path), Path(out_file).parents[2] / ".extract" / source.name
+                                   / Path(rel).with_suffix(".ply")))
+        reader = "files" if source.reader == "openscad" else source.reader
+        mesh = convert_object(Path(path), source.up_axis, reader=reader,
                               name_filter=DEFAULT_EXCLUDE + (f"|{source.part_exclude}" if source.part_exclude else ""),
                               min_side_ratio=source.min_side_ratio, keep_texture_alpha=source.keep_texture_alpha,
                               texture_folders=source.texture_folders, lua_roots=source.roots,

@@ -60,8 +60,9 @@ class Source:
     path_filter: str = ""  #: if set, only relative paths matching this regex
     #: "files" (one model file per object), "0ad-actors" (0 A.D. actor XMLs), "stk-nodes" (SuperTuxKart's
     #: library ``node.xml`` props and ``kart.xml`` karts, several ``.spm`` files placed as the game does, and
-    #: the standalone ``.spm`` items), "minetest-mods" or "ogre" (Ogre binary ``.mesh`` files textured through
-    #: the ``.material`` scripts of their group, see :func:`_load_ogre_parts`)
+    #: the standalone ``.spm`` items), "minetest-mods", "ogre" (Ogre binary ``.mesh`` files textured through
+    #: the ``.material`` scripts of their group, see :func:`_load_ogre_parts`) or "openscad" (``.scad`` programs
+    #: evaluated by the ``openscad`` tool into ``OUT/.extract``, :func:`zero1to3.data.openscad.scad_to_ply`)
     reader: str = "files"
     #: objects whose second-largest bounding-box side is below this share of the largest are refused (poles,
     #: masts, cables: a line in every view); 0 keeps the generic 2% rule only
@@ -379,6 +380,17 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
                        r"|asr_twodof_description/urdf/TwoDofs|b1_description/urdf/b1|centauro_description/urdf/centauro"
                        r"|g1_description/urdf/g1_29dof_with_hand_rev_1_0|go1_description/urdf/go1"
                        r"|so_arm_description/urdf/so101|z1_description/urdf/z1)\.urdf$"),
+    # OpenSCAD's example programs (CC0: debian/copyright's ``Files: examples/*``), each evaluated by the openscad
+    # tool into a mesh (reader "openscad"; +Z up; one colour, OpenSCAD's render yellow). The 2D-only and empty
+    # ones make no 3D mesh and fail (logged in failed.txt); the .json files are parameter sets, not programs. Left
+    # out: demos that lay out many separate small pieces (children, assert, CSG-modules, example018) and functions
+    # (specks: nothing to see at 64 px). No group limit: the name rule joins the different shapes ``Old/example001``
+    # .. ``024``
+    Source("openscad", ("/usr/share/openscad/examples",), (".scad",), up_axis="z", reader="openscad",
+           exclude=DEFAULT_EXCLUDE + r"|^(Advanced/(children|assert)|Basics/CSG-modules|Functions/functions"
+                                     r"|Old/example018)\.scad$",
+           category_levels=(0,), min_side_ratio=0.08,
+           licence="CC0-1.0 (the examples: debian/copyright's Files: examples/*; the program itself GPL-2+)"),
 )}
 
 #: Default split of the known packages: whole packages per split (held-out makers).
@@ -389,7 +401,7 @@ DEFAULT_SPLITS: dict[str, str] = {
     "openclonk-data": "train",
     "morse-simulator-data": "train", "opencity-data": "train", "gl-117-data": "train", "crrcsim-data": "train",
     "gltron": "train", "lugaru-data": "train", "webxr-input-profiles-assets": "train", "example-robot-data": "train",
-    "nexuiz-data": "train", "dreamchess-data": "train",
+    "nexuiz-data": "train", "dreamchess-data": "train", "openscad": "train",
     **{source.name: "train" for source in _MINETEST_MOD_SOURCES},
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
