@@ -235,12 +235,62 @@ def test_urdf_reader_assembles_coloured_robot(tmp_path: Path) -> None:
 
 
 def test_example_robot_data_when_installed() -> None:
-    """The installed wheel itself (skipped when absent): the 17 named URDFs, one per robot."""
+    """The installed wheel itself (skipped when absent): the 24 named URDFs, one per robot (7 decimated)."""
     source = SOURCES["example-robot-data"]
     if package_version(source) != source.pin:
         pytest.skip(f"example-robot-data {source.pin} not installed ({install_command(source)})")
     found = [rel for rel, _, _ in _iter_files(located(source), Path("/nonexistent"))]
-    assert len(found) == 17 and "go2_description/urdf/go2.urdf" in found
+    assert len(found) == 24
+    assert "go2_description/urdf/go2.urdf" in found and "go1_description/urdf/go1.urdf" in found
+    assert "anymal_b_simple_description/robots/anymal.urdf" not in found  # pybullet_data ships ANYmal
     assert not any(name in rel for rel in found for name in ("panda", "ur_description", "kinova", "baxter",
                                                              "laikago", "a1_", "xarm", "tiago"))
     assert DEFAULT_SPLITS["example-robot-data"] == "train"
+
+
+def _heavy_robot(tmp_path: Path) -> Path:
+    """One link holding ten copies of a 20,480-triangle sphere (STL: triangle soup, no colour of its own), 0.5 m
+    apart along X, and a 1 m red box: 204,812 triangles, over the 200k limit."""
+    (tmp_path / "pkg" / "meshes").mkdir(parents=True)
+    (tmp_path / "pkg" / "urdf").mkdir()
+    trimesh.creation.icosphere(subdivisions=5, radius=0.2).export(tmp_path / "pkg" / "meshes" / "ball.stl")
+    spheres = "".join(f'<visual><origin xyz="{0.5 * i} 0 0"/><geometry><mesh filename="package://pkg/meshes/'
+                      f'ball.stl"/></geometry><material name="blue"><color rgba="0 0 1 1"/></material></visual>'
+                      for i in range(10))
+    urdf = tmp_path / "pkg" / "urdf" / "heavy.urdf"
+    urdf.write_text(f'<robot name="h"><link name="base">{spheres}<visual><geometry><box size="1 1 1"/></geometry>'
+                    f'<material name="red"><color rgba="1 0 0 1"/></material></visual></link></robot>')
+    return urdf
+
+
+def test_urdf_heavy_links_are_decimated(tmp_path: Path) -> None:
+    """Over MAX_FACES the sphere (used ten times) is decimated once, by 120,000 / 204,800, to 12,000 triangles,
+    every copy alike and still blue from the URDF; the box (not a link mesh) and the layout stay; the robot is
+    then 10 x 12,000 + 12 triangles and converts (it would be refused as too heavy otherwise)."""
+    pytest.importorskip("fast_simplification")
+    import numpy as np
+
+    from zero1to3.data.corpus import MAX_FACES, URDF_FACE_BUDGET, _load_urdf_parts, convert_object
+
+    assert URDF_FACE_BUDGET == 120_000 and MAX_FACES == 200_000
+    parts = _load_urdf_parts(_heavy_robot(tmp_path))
+    assert len(parts) == 11
+    assert [len(p.faces) for p in parts] == [12_000] * 10 + [12]
+    assert all(tuple(p.visual.vertex_colors[0]) == (0, 0, 255, 255) for p in parts[:10])
+    assert tuple(parts[10].visual.vertex_colors[0]) == (255, 0, 0, 255)
+    assert np.allclose(parts[3].vertices - [1.5, 0, 0], parts[0].vertices)  # one decimation, ten copies
+    assert np.allclose(parts[0].bounds, [[-0.2, -0.2, -0.2], [0.2, 0.2, 0.2]], atol=0.01)
+    assert len(parts[0].vertices) == 3 * 12_000  # split again: flat shading, as the STL links
+    mesh = convert_object(tmp_path / "pkg" / "urdf" / "heavy.urdf", "z", reader="urdf")
+    assert len(mesh.faces) == 120_012
+
+
+def test_decimation_without_fast_simplification_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the package the one-line message names it and the extra that installs it."""
+    import sys
+
+    from zero1to3.data.corpus import decimate_mesh
+
+    monkeypatch.setitem(sys.modules, "fast_simplification", None)
+    with pytest.raises(ImportError, match=r"needs fast_simplification: pip install 'zero1to3\[corpus\]'"):
+        decimate_mesh(trimesh.creation.icosphere(subdivisions=3), 100)

@@ -1201,16 +1201,70 @@ def convert_object(path: Path, up_axis: str = "z", name_filter: str = DEFAULT_EX
                      min_side_ratio=min_side_ratio, path_roots=[Path(r) for r in texture_path_roots])
 
 
+#: a URDF robot over ``MAX_FACES`` triangles once assembled is brought to about this many by decimating its heavy
+#: link meshes (Unitree's and Centauro's CAD exports hold 0.2-0.8 M triangles; a 64 px view needs far fewer)
+URDF_FACE_BUDGET = 120_000
+#: link meshes with at most this many triangles are never decimated (small parts would lose their shape)
+URDF_DECIMATE_MIN = 2_000
+
+
+def decimate_mesh(mesh: trimesh.Trimesh, face_count: int) -> trimesh.Trimesh:
+    """``mesh`` simplified to about ``face_count`` triangles (quadric decimation, trimesh +
+    ``fast_simplification``), its vertices welded first (STL links come as triangle soup, which cannot be
+    decimated) and split again after (flat shading, as the undecimated STL links render). Its colour, if it has
+    one of its own, becomes one colour (the part's mean or material colour); a colourless part stays colourless,
+    so the URDF material colour still applies. Raises ImportError with one line when the package is absent."""
+    try:
+        import fast_simplification  # noqa: F401  (trimesh's decimation backend)
+    except ImportError:
+        raise ImportError("decimating heavy URDF link meshes needs fast_simplification: "
+                          "pip install 'zero1to3[corpus]'") from None
+    welded = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    welded.merge_vertices()
+    simple = welded.simplify_quadric_decimation(face_count=int(face_count))
+    out = trimesh.Trimesh(simple.vertices, simple.faces, process=False)
+    out.unmerge_vertices()
+    visual = mesh.visual
+    if (isinstance(visual, trimesh.visual.TextureVisuals)
+            or (isinstance(visual, trimesh.visual.ColorVisuals) and visual.kind is not None)):
+        colour = np.clip(_part_colour(mesh), 0, 255).astype(np.uint8)
+        out.visual = trimesh.visual.ColorVisuals(out, vertex_colors=np.tile(colour, (len(out.vertices), 1)))
+    out.metadata.update(mesh.metadata)
+    return out
+
+
+def _decimate_links(cache: dict[str, list[trimesh.Trimesh]], uses: dict[str, int], budget: int) -> None:
+    """Decimate, in place, the link meshes of ``cache`` (each used ``uses[key]`` times in the robot) with more
+    than ``URDF_DECIMATE_MIN`` triangles and no texture image, all by one ratio, so that the robot holds about
+    ``budget`` triangles (no part below ``URDF_DECIMATE_MIN``). A link used several times (four legs) is
+    decimated once, so its copies stay alike."""
+    heavy = {(key, i): len(m.faces) * uses[key] for key, meshes in cache.items() for i, m in enumerate(meshes)
+             if len(m.faces) > URDF_DECIMATE_MIN and not _has_image(m)}
+    light = sum(len(m.faces) * uses[key] for key, meshes in cache.items() for m in meshes) - sum(heavy.values())
+    if not heavy:
+        return
+    ratio = max(budget - light, 0) / sum(heavy.values())
+    for key, i in heavy:
+        mesh = cache[key][i]
+        target = max(URDF_DECIMATE_MIN, int(len(mesh.faces) * ratio))
+        if target < len(mesh.faces):
+            cache[key][i] = decimate_mesh(mesh, target)
+
+
 def _load_urdf_parts(path: Path) -> list[trimesh.Trimesh]:
     """A URDF robot's link meshes (and box / cylinder / sphere visuals) placed at zero joint positions
     (:func:`zero1to3.data.urdf.read_urdf`). A part without colours of its own (STL, OBJ without a material)
     takes the URDF material colour, else light grey; textured and coloured meshes (COLLADA, OBJ + MTL) keep
-    theirs, as robot viewers show them. Visuals under 2 mm (placeholder boxes of sensor frames) are skipped."""
+    theirs, as robot viewers show them. Visuals under 2 mm (placeholder boxes of sensor frames) are skipped.
+    A robot whose link meshes add up to more than ``MAX_FACES`` triangles has its heavy links decimated to
+    about ``URDF_FACE_BUDGET`` in all (:func:`_decimate_links`); lighter robots are read as they are."""
     from zero1to3.data.urdf import read_urdf
 
     parts: list[trimesh.Trimesh] = []
     cache: dict[str, list[trimesh.Trimesh]] = {}
-    for visual in read_urdf(path):
+    visuals = read_urdf(path)
+    uses: dict[str, int] = {}
+    for visual in visuals:
         if visual.mesh is not None:
             key = str(visual.mesh)
             if key not in cache:
@@ -1218,7 +1272,12 @@ def _load_urdf_parts(path: Path) -> list[trimesh.Trimesh]:
                     raise ValueError(f"missing mesh file {visual.mesh.name}")
                 resolver = trimesh.resolvers.FilePathResolver(str(visual.mesh))
                 cache[key] = _parts(trimesh.load(str(visual.mesh), process=False, resolver=resolver))
-            loaded = [m.copy() for m in cache[key]]
+            uses[key] = uses.get(key, 0) + 1
+    if sum(len(m.faces) * uses[key] for key, meshes in cache.items() for m in meshes) > MAX_FACES:
+        _decimate_links(cache, uses, URDF_FACE_BUDGET)
+    for visual in visuals:
+        if visual.mesh is not None:
+            loaded = [m.copy() for m in cache[str(visual.mesh)]]
             scale = np.diag([*visual.scale, 1.0])
         else:
             size = visual.size
@@ -1604,7 +1663,13 @@ def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
                 cached["signature_version"] = SIGNATURE_VERSION
                 _write_json(sidecar, cached)
             return cached["record"], tuple(cached["signature"]), None
-        mesh = convert_object(Path(path), source.up_axis, reader=source.reader,
+        if source.reader == "openscad":  # the program evaluated once into OUT/.extract, then read as a mesh file
+            from zero1to3.data.openscad import scad_to_ply
+
+            path = str(scad_to_ply(Path(path), Path(out_file).parents[2] / ".extract" / source.name
+                                   / Path(rel).with_suffix(".ply")))
+        reader = "files" if source.reader == "openscad" else source.reader
+        mesh = convert_object(Path(path), source.up_axis, reader=reader,
                               name_filter=DEFAULT_EXCLUDE + (f"|{source.part_exclude}" if source.part_exclude else ""),
                               min_side_ratio=source.min_side_ratio, keep_texture_alpha=source.keep_texture_alpha,
                               texture_folders=source.texture_folders, lua_roots=source.roots,

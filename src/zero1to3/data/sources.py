@@ -60,8 +60,9 @@ class Source:
     path_filter: str = ""  #: if set, only relative paths matching this regex
     #: "files" (one model file per object), "0ad-actors" (0 A.D. actor XMLs), "stk-nodes" (SuperTuxKart's
     #: library ``node.xml`` props and ``kart.xml`` karts, several ``.spm`` files placed as the game does, and
-    #: the standalone ``.spm`` items), "minetest-mods" or "ogre" (Ogre binary ``.mesh`` files textured through
-    #: the ``.material`` scripts of their group, see :func:`_load_ogre_parts`)
+    #: the standalone ``.spm`` items), "minetest-mods", "ogre" (Ogre binary ``.mesh`` files textured through
+    #: the ``.material`` scripts of their group, see :func:`_load_ogre_parts`) or "openscad" (``.scad`` programs
+    #: evaluated by the ``openscad`` tool into ``OUT/.extract``, :func:`zero1to3.data.openscad.scad_to_ply`)
     reader: str = "files"
     #: objects whose second-largest bounding-box side is below this share of the largest are refused (poles,
     #: masts, cables: a line in every view); 0 keeps the generic 2% rule only
@@ -362,8 +363,10 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     # reserved pybullet / robosuite / dm-control (Panda, UR3/5/10, Kinova, Baxter, Laikago, A1, xArm, TIAGo,
     # TIAGo Pro, ANYmal B + Kinova), variants of a kept one (Alex's other hands, the right Allegro hand,
     # ``*_simple`` / ``*_small`` / ``*_box`` / ``icub_reduced`` / ``b1-z1``), parts (Talos' arm, Alexander's legs),
-    # primitive stand-ins (double pendulum, human, quadruped, simple humanoid), iCub (its links come out apart)
-    # and those over 200k triangles (ANYmal B, B1, Centauro, G1, Go1, SO-101, Talos full, Z1, qb two-DOF)
+    # primitive stand-ins (double pendulum, human, quadruped, simple humanoid), iCub (its links come out apart),
+    # ANYmal B (pybullet_data ships its meshes, quadruped/ANYmal), G1's handless copy and Talos full (variants
+    # of kept robots). Robots over 200k triangles (B1, Centauro, G1, Go1, SO-101, Z1, qb two-DOF) have their
+    # heavy links decimated (corpus.URDF_FACE_BUDGET; needs fast_simplification)
     Source("example-robot-data", ("cmeel.prefix/share/example-robot-data/robots",), (".urdf",), kind="pip",
            pin="6.0.0", up_axis="z", reader="urdf", category_levels=(0,), min_side_ratio=0.08, max_per_group=2,
            path_filter=r"^(alex_description/urdf/alex_nub_hands|allegro_hand_description/urdf/allegro_left_hand"
@@ -373,7 +376,21 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
                        r"|hextilt_description/urdf/hextilt_flying_arm_5|hyq_description/robots/hyq_no_sensors"
                        r"|iris_description/robots/iris|pr2_description/urdf/pr2|romeo_description/urdf/romeo"
                        r"|so_arm_description/urdf/so100|solo_description/robots/solo|solo_description/robots/solo12"
-                       r"|talos_data/robots/talos_reduced)\.urdf$"),
+                       r"|talos_data/robots/talos_reduced"
+                       r"|asr_twodof_description/urdf/TwoDofs|b1_description/urdf/b1|centauro_description/urdf/centauro"
+                       r"|g1_description/urdf/g1_29dof_with_hand_rev_1_0|go1_description/urdf/go1"
+                       r"|so_arm_description/urdf/so101|z1_description/urdf/z1)\.urdf$"),
+    # OpenSCAD's example programs (CC0: debian/copyright's ``Files: examples/*``), each evaluated by the openscad
+    # tool into a mesh (reader "openscad"; +Z up; one colour, OpenSCAD's render yellow). The 2D-only and empty
+    # ones make no 3D mesh and fail (logged in failed.txt); the .json files are parameter sets, not programs. Left
+    # out: demos that lay out many separate small pieces (children, assert, CSG-modules, example018) and functions
+    # (specks: nothing to see at 64 px). No group limit: the name rule joins the different shapes ``Old/example001``
+    # .. ``024``
+    Source("openscad", ("/usr/share/openscad/examples",), (".scad",), up_axis="z", reader="openscad",
+           exclude=DEFAULT_EXCLUDE + r"|^(Advanced/(children|assert)|Basics/CSG-modules|Functions/functions"
+                                     r"|Old/example018)\.scad$",
+           category_levels=(0,), min_side_ratio=0.08,
+           licence="CC0-1.0 (the examples: debian/copyright's Files: examples/*; the program itself GPL-2+)"),
 )}
 
 #: Default split of the known packages: whole packages per split (held-out makers).
@@ -384,7 +401,7 @@ DEFAULT_SPLITS: dict[str, str] = {
     "openclonk-data": "train",
     "morse-simulator-data": "train", "opencity-data": "train", "gl-117-data": "train", "crrcsim-data": "train",
     "gltron": "train", "lugaru-data": "train", "webxr-input-profiles-assets": "train", "example-robot-data": "train",
-    "nexuiz-data": "train", "dreamchess-data": "train",
+    "nexuiz-data": "train", "dreamchess-data": "train", "openscad": "train",
     **{source.name: "train" for source in _MINETEST_MOD_SOURCES},
     "warzone2100-data": "val", "scorched3d-data": "val",
     "redeclipse-data": "test", "torcs-data": "test", "neverball-data": "test", "trigger-rally-data": "test",
