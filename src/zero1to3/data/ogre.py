@@ -50,6 +50,8 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from zero1to3.data.bytecursor import ByteCursor
+
 __all__ = ["OgreGeometry", "OgreSubMesh", "OgreMesh", "OgreMaterial", "parse_mesh", "read_mesh",
            "parse_material_script", "resolve_materials", "MESH_VERSIONS"]
 
@@ -116,33 +118,19 @@ class OgreMesh:
     skeleton: str = ""
 
 
-class _Cursor:
-    """Bounds-checked reads in the file's byte order: a read past the end is a ValueError naming the offset."""
+class _Cursor(ByteCursor):
+    """Ogre's reads in the file's byte order: strings end with a newline; chunks have a header."""
 
     def __init__(self, data: bytes, order: str) -> None:
-        self.data, self.order, self.offset = data, order, 0
-
-    def take(self, size: int) -> bytes:
-        end = self.offset + size
-        if size < 0 or end > len(self.data):
-            raise ValueError(f"truncated Ogre mesh: {size} bytes wanted at byte {self.offset} of {len(self.data)}")
-        chunk = self.data[self.offset:end]
-        self.offset = end
-        return chunk
-
-    def unpack(self, fmt: str) -> tuple:
-        return struct.unpack(self.order + fmt, self.take(struct.calcsize(self.order + fmt)))
+        super().__init__(data, order, "Ogre mesh")
 
     def string(self) -> str:
         end = self.data.find(b"\n", self.offset)
         if end < 0:
-            raise ValueError(f"truncated Ogre mesh: unterminated string at byte {self.offset} of {len(self.data)}")
+            raise self.truncated(f"unterminated string at byte {self.offset} of {len(self.data)}")
         text = self.data[self.offset:end].decode("utf-8", "replace")
         self.offset = end + 1
         return text
-
-    def at_end(self) -> bool:
-        return self.offset >= len(self.data)
 
     def peek_chunk(self) -> int | None:
         """The id of the next chunk (None at the end), without moving."""
@@ -158,8 +146,8 @@ class _Cursor:
 
     def skip_chunk(self, cid: int, length: int, start: int) -> None:
         if length < 6 or start + length > len(self.data):
-            raise ValueError(f"truncated Ogre mesh: chunk 0x{cid:04x} at byte {start} claims {length} bytes of "
-                             f"{len(self.data) - start} left")
+            raise self.truncated(f"chunk 0x{cid:04x} at byte {start} claims {length} bytes of "
+                                 f"{len(self.data) - start} left")
         self.offset = start + length
 
 

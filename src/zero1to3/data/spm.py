@@ -39,12 +39,13 @@ not applied.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import trimesh
+
+from zero1to3.data.bytecursor import ByteCursor
 
 SPM_VERSION = 1
 KIND_NAMES = {0: "SPMS", 1: "SPMA", 2: "SPMN"}
@@ -88,23 +89,11 @@ class SpmModel:
     armatures: list[SpmArmature] = field(default_factory=list)
 
 
-class _Cursor:
-    """Bounds-checked reads: any read past the end is a ValueError naming the offset."""
+class _Cursor(ByteCursor):
+    """SPM's reads: little-endian, strings with a one-byte length."""
 
     def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.offset = 0
-
-    def take(self, size: int) -> bytes:
-        end = self.offset + size
-        if size < 0 or end > len(self.data):
-            raise ValueError(f"truncated SPM file: {size} bytes wanted at byte {self.offset} of {len(self.data)}")
-        chunk = self.data[self.offset:end]
-        self.offset = end
-        return chunk
-
-    def unpack(self, fmt: str) -> tuple:
-        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))
+        super().__init__(data, "<", "SPM file")
 
     def string(self) -> str:
         (size,) = self.unpack("B")
@@ -123,7 +112,7 @@ def _vertex_starts(cur: _Cursor, count: int, fixed: int, colour_at: int | None) 
     for i in range(count):
         starts[i] = offset
         if offset + colour_at >= end:
-            raise ValueError(f"truncated SPM file: vertex {i} of {count} at byte {offset} of {end}")
+            raise cur.truncated(f"vertex {i} of {count} at byte {offset} of {end}")
         offset += fixed + (1 if data[offset + colour_at] == 128 else 4)
     cur.take(offset - start)
     return starts
