@@ -36,6 +36,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import trimesh
+from trimesh.transformations import euler_matrix
 
 from zero1to3.data.formats import read_dcm, read_g3d, read_md2, read_pie, read_pmd, read_solid, read_vrml
 from zero1to3.data.procedural import normalize_mesh
@@ -282,13 +283,8 @@ def stk_placement(xyz: str | None, hpr: str | None = None, scale: str | None = N
     """4x4 placement of a SuperTuxKart scene node in the files' own (left-handed) axes: scale, then the
     Irrlicht rotation (``hpr`` is Irrlicht's rotation vector in degrees, applied about X, then Y, then Z), then
     the translation ``xyz``, as Irrlicht's ``ISceneNode::getRelativeTransformation`` builds it."""
-    rx, ry, rz = np.radians(_stk_vector(hpr, 0.0))
-    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
-    rot_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    matrix = np.eye(4)
-    matrix[:3, :3] = rot_z @ rot_y @ rot_x @ np.diag(_stk_vector(scale, 1.0))
+    matrix = euler_matrix(*np.radians(_stk_vector(hpr, 0.0)), axes="sxyz")  # Rz @ Ry @ Rx
+    matrix[:3, :3] = matrix[:3, :3] @ np.diag(_stk_vector(scale, 1.0))
     matrix[:3, 3] = _stk_vector(xyz, 0.0)
     return matrix
 
@@ -499,8 +495,7 @@ def _load_ogre_parts(path: Path) -> list[trimesh.Trimesh]:
             part = _textured(mesh, mesh.visual.uv, image)
         else:
             rgba = np.append(np.clip(np.round(colour), 0, 255), 255).astype(np.uint8)
-            part = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False,
-                                   vertex_colors=np.tile(rgba, (len(mesh.vertices), 1)))
+            part = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False, vertex_colors=rgba)
         part.metadata.update(mesh.metadata)
         parts.append(part)
     return parts
@@ -1031,6 +1026,14 @@ def _image_of(mesh: trimesh.Trimesh):
     return image
 
 
+def _has_own_colour(mesh: trimesh.Trimesh) -> bool:
+    """Whether a part carries colour of its own (a texture, or vertex / face colours), which a material colour
+    given from outside (URDF) must not replace."""
+    visual = mesh.visual
+    return (isinstance(visual, trimesh.visual.TextureVisuals)
+            or (isinstance(visual, trimesh.visual.ColorVisuals) and visual.kind is not None))
+
+
 def _has_image(mesh: trimesh.Trimesh) -> bool:
     return _image_of(mesh) is not None
 
@@ -1224,11 +1227,9 @@ def decimate_mesh(mesh: trimesh.Trimesh, face_count: int) -> trimesh.Trimesh:
     simple = welded.simplify_quadric_decimation(face_count=int(face_count))
     out = trimesh.Trimesh(simple.vertices, simple.faces, process=False)
     out.unmerge_vertices()
-    visual = mesh.visual
-    if (isinstance(visual, trimesh.visual.TextureVisuals)
-            or (isinstance(visual, trimesh.visual.ColorVisuals) and visual.kind is not None)):
+    if _has_own_colour(mesh):
         colour = np.clip(_part_colour(mesh), 0, 255).astype(np.uint8)
-        out.visual = trimesh.visual.ColorVisuals(out, vertex_colors=np.tile(colour, (len(out.vertices), 1)))
+        out.visual = trimesh.visual.ColorVisuals(out, vertex_colors=colour)
     out.metadata.update(mesh.metadata)
     return out
 
@@ -1293,12 +1294,9 @@ def _load_urdf_parts(path: Path) -> list[trimesh.Trimesh]:
         for mesh in loaded:
             if max(np.asarray(mesh.extents) * np.abs(visual.scale)) < 0.002:
                 continue
-            own = (isinstance(mesh.visual, trimesh.visual.TextureVisuals)
-                   or (isinstance(mesh.visual, trimesh.visual.ColorVisuals) and mesh.visual.kind is not None))
-            if not own:
+            if not _has_own_colour(mesh):
                 rgba = np.asarray(visual.rgba if visual.rgba is not None else (0.8, 0.8, 0.8, 1.0)) * 255
-                mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.tile(
-                    np.clip(rgba, 0, 255).astype(np.uint8), (len(mesh.vertices), 1)))
+                mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.clip(rgba, 0, 255).astype(np.uint8))
             mesh.apply_transform(visual.transform @ scale)
             parts.append(mesh)
     return parts
@@ -1356,8 +1354,8 @@ def _vrml_parts(path: Path) -> list[trimesh.Trimesh]:
     parts = []
     for colour, meshes in by_colour.items():
         merged = trimesh.util.concatenate(meshes)
-        rgba = np.tile(np.array([*colour[:3], 255], np.uint8), (len(merged.vertices), 1))
-        parts.append(trimesh.Trimesh(merged.vertices, merged.faces, process=False, vertex_colors=rgba))
+        parts.append(trimesh.Trimesh(merged.vertices, merged.faces, process=False,
+                                     vertex_colors=np.array([*colour[:3], 255], np.uint8)))
     return parts
 
 

@@ -43,7 +43,7 @@ def scad_to_ply(scad: Path, target: Path, timeout: float = 600.0) -> Path:
         raise ValueError(f"openscad: {lines[-1] if lines else f'exit status {run.returncode}'}")
     mesh = trimesh.load(str(stl), force="mesh", process=False)
     coloured = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False,
-                               vertex_colors=np.tile(np.array(OPENSCAD_COLOUR, np.uint8), (len(mesh.vertices), 1)))
+                               vertex_colors=np.array(OPENSCAD_COLOUR, np.uint8))
     tmp = target.with_name(f".{target.name}.tmp.ply")
     coloured.export(str(tmp))
     tmp.replace(target)
