@@ -542,25 +542,34 @@ def _lua_strip_comments(text: str) -> str:
     return "".join(out)
 
 
-def _lua_matching_brace(text: str, start: int) -> int:
-    """Index of the ``}`` closing the ``{`` at ``start`` (string literals skipped); -1 if unbalanced."""
-    depth, i, quote = 0, start, ""
+def _lua_code(text: str, start: int = 0) -> Iterator[tuple[int, str]]:
+    """(index, character) of ``text`` from ``start`` outside string literals (quotes and escapes skipped; a
+    string ends at its closing quote or the line's end): where braces and separators count."""
+    i, quote = start, ""
     while i < len(text):
         c = text[i]
         if quote:
             if c == "\\":
                 i += 1
-            elif c == quote:
+            elif c == quote or c == "\n":
                 quote = ""
         elif c in "\"'":
             quote = c
-        elif c == "{":
+        else:
+            yield i, c
+        i += 1
+
+
+def _lua_matching_brace(text: str, start: int) -> int:
+    """Index of the ``}`` closing the ``{`` at ``start`` (string literals skipped); -1 if unbalanced."""
+    depth = 0
+    for i, c in _lua_code(text, start):
+        if c == "{":
             depth += 1
         elif c == "}":
             depth -= 1
             if depth == 0:
                 return i
-        i += 1
     return -1
 
 
@@ -580,25 +589,16 @@ def _lua_enclosing_brace(text: str, pos: int) -> int:
 
 def _lua_items(body: str) -> list[str]:
     """The top-level comma/semicolon-separated items of a table constructor's body."""
-    items, depth, quote, current = [], 0, "", []
-    for i, c in enumerate(body):
-        if quote:
-            if c == quote and body[i - 1] != "\\":
-                quote = ""
-        elif c in "\"'":
-            quote = c
-        elif c in "{(":
+    cuts, depth = [-1], 0
+    for i, c in _lua_code(body):
+        if c in "{(":
             depth += 1
         elif c in "})":
             depth -= 1
         elif c in ",;" and depth == 0:
-            items.append("".join(current).strip())
-            current = []
-            continue
-        current.append(c)
-    if "".join(current).strip():
-        items.append("".join(current).strip())
-    return [item for item in items if item]
+            cuts.append(i)
+    cuts.append(len(body))
+    return [item for item in (body[a + 1:b].strip() for a, b in zip(cuts, cuts[1:])) if item]
 
 
 def _lua_tile_texture(item: str) -> str | None:
