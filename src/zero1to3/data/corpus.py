@@ -1771,15 +1771,16 @@ def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = 
                 bar.update()
     finally:
         bar.close()
-    kept_before = _records_of_other_packages(out, {r.package for r in records} | {s.name for s in sources},
-                                             signatures) if keep_others else []
+    earlier = load_manifest(out) if keep_others and (out / "manifest.json").is_file() else {"objects": []}
+    built = {r.package for r in records} | {s.name for s in sources}
+    kept_before = _records_of_other_packages(out, earlier, built, signatures)
     records = kept_before + records  # the manifest's earlier rows keep their order, new packages after them
     before = {r.id: (r.split, r.note, r.group) for r in kept_before}  # as the manifest had them
     groups = near_duplicate_groups(records, signatures)
     for r in records:
         r.group = groups[r.id]
     if kept_before:  # a kept package takes part in the split rules under the split the manifest gave it
-        splits.update({p: v for p, v in load_manifest(out / "manifest.json").get("splits", {}).items()
+        splits.update({p: v for p, v in earlier.get("splits", {}).items()
                        if p in {r.package for r in kept_before}})
     assign_splits(records, splits)
     limit_group_members(records, {s.name: s.max_per_group for s in sources if s.max_per_group > 0})
@@ -1831,15 +1832,13 @@ def _exclude_near_kept_held_out(records: list[ObjectRecord], kept: set[str], gro
             r.split, r.note = "excluded", "near-duplicate of a kept held-out object"
 
 
-def _records_of_other_packages(out: Path, built: set[str], signatures: dict[str, tuple]) -> list[ObjectRecord]:
-    """The manifest's records of packages not in ``built``, as they are, each with its shape signature read
-    from its sidecar JSON (so it still takes part in near-duplicate grouping). A record whose GLB or sidecar
-    is gone is dropped with a warning."""
-    path = out / "manifest.json"
-    if not path.is_file():
-        return []
+def _records_of_other_packages(out: Path, manifest: dict, built: set[str],
+                               signatures: dict[str, tuple]) -> list[ObjectRecord]:
+    """The records of ``manifest`` (the corpus's earlier one) of packages not in ``built``, as they are, each
+    with its shape signature read from its sidecar JSON (so it still takes part in near-duplicate grouping). A
+    record whose GLB or sidecar is gone is dropped with a warning."""
     kept = []
-    for row in json.loads(path.read_text())["objects"]:
+    for row in manifest["objects"]:
         if row["package"] in built:
             continue
         sidecar = (out / row["file"]).with_suffix(".json")
