@@ -201,6 +201,8 @@ def main() -> int:
     parser.add_argument("--preset", default="tiny", help="model size (zero1to3.model.PRESETS)")
     parser.add_argument("--unet-from-scratch", action="store_true",
                         help="keep --init-from's VAE, image encoder and camera projection; new --preset UNet")
+    parser.add_argument("--grow-unet", action="store_true",
+                        help="keep every --init-from weight, deepen its UNet to --preset (zero1to3.model.grow_unet)")
     parser.add_argument("--unet-weight-bits", type=int, choices=(8, 16), default=16,
                         help="storage of the exported UNet: 8 = per-channel int8 (the shipped form), 16 = fp16")
     parser.add_argument("--augment", default="none", choices=("none", "mirror", "mirror+rgb"),
@@ -243,7 +245,8 @@ def main() -> int:
     if (work / "vae" / "metrics.jsonl").is_file():
         shutil.copy(work / "vae" / "metrics.jsonl", out / "vae_metrics.jsonl")
     config = TrainConfig(data=",".join(counts), output_dir=str(work / "run"), preset=args.preset,
-                         init_from=args.init_from, unet_from_scratch=args.unet_from_scratch, override=True,
+                         init_from=args.init_from, unet_from_scratch=args.unet_from_scratch, grow_unet=args.grow_unet,
+                         override=True,
                          vae_path=str(vae_dir), batch_size=args.batch, learning_rate=args.lr,
                          max_steps=args.steps, max_minutes=args.minutes, ema_decay=0.999,
                          lr_schedule=args.lr_schedule, min_lr_ratio=args.min_lr_ratio,
@@ -267,7 +270,8 @@ def main() -> int:
     if not MAIN:
         trainer.accelerator.wait_for_everyone()  # the export barrier; evaluation is the main process's
         return 0
-    shutil.copy(work / "run" / "metrics.jsonl", out / "train_metrics.jsonl")
+    if (work / "run" / "metrics.jsonl").is_file():  # absent when a run is shorter than one log interval
+        shutil.copy(work / "run" / "metrics.jsonl", out / "train_metrics.jsonl")
     samples = sorted((work / "run" / "samples").glob("*.png"))
     if samples:
         shutil.copy(samples[-1], out / "samples_latest.png")

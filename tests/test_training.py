@@ -218,6 +218,67 @@ def test_unet_from_scratch_keeps_the_codecs_and_exports_int8(tmp_path):
         loaded.save_pretrained(tmp_path / "bad", unet_weight_bits=4)
 
 
+def test_grow_unet_computes_exactly_what_the_smaller_unet_computes():
+    """tiny -> tiny-deep: every old weight kept, twice the parameters, the same output to the bit; the new
+    layers' zero output projections get gradients, so one optimiser step makes them count."""
+    from zero1to3.model import build_unet, grow_unet
+
+    torch.manual_seed(0)
+    small = build_unet(preset("tiny"))
+    grown = grow_unet(small, preset("tiny-deep"))
+    n_small, n_grown = (sum(p.numel() for p in m.parameters()) for m in (small, grown))
+    assert n_grown > 2 * n_small > 14e6
+    grown_weights = grown.state_dict()
+    assert all(torch.equal(w, grown_weights[k]) for k, w in small.state_dict().items())
+    x, t, c = torch.randn(3, 8, 16, 16), torch.tensor([5, 500, 995]), torch.randn(3, 1, 256)
+    with torch.no_grad():
+        assert torch.equal(small(x, t, c).sample, grown(x, t, c).sample)
+    new_out = grown.down_blocks[2].attentions[0].proj_out.weight
+    new_block = grown.mid_block.attentions[0].transformer_blocks[2].attn1.to_out[0].weight
+    assert new_out.abs().max() == 0 and new_block.abs().max() == 0
+    grown(x, t, c).sample.square().mean().backward()
+    assert new_out.grad.abs().max() > 0 and new_block.grad.abs().max() > 0
+    with torch.no_grad():
+        for p in grown.parameters():
+            p -= 1e-2 * p.grad
+        assert not torch.allclose(small(x, t, c).sample, grown(x, t, c).sample)
+
+
+def test_grow_unet_refuses_anything_but_attention_depth():
+    from zero1to3.model import build_unet, grow_unet
+
+    tiny = build_unet(preset("tiny"))
+    with pytest.raises(ValueError, match="only attention depth may grow"):
+        grow_unet(tiny, preset("small"))  # other channel widths
+    deep = build_unet(preset("tiny-deep"))
+    with pytest.raises(ValueError, match="only attention depth may grow"):
+        grow_unet(deep, preset("tiny"))  # shrinking
+    with pytest.raises(ValueError, match="grow_unet needs init_from"):
+        TrainConfig(grow_unet=True, preset="tiny-deep")
+
+
+def test_trainer_grows_the_shipped_unet_and_samples_what_it_sampled(tmp_path):
+    """--grow-unet from the shipped model: the same images for the same seed before training (the sampling
+    path, not only the UNet), codecs untouched, and the int8 export loads back as tiny-deep."""
+    shipped = ROOT / "src" / "zero1to3" / "weights" / "tiny"
+    base = Zero123Pipeline.from_pretrained(shipped, dtype=torch.float32)
+    trainer = Trainer(_config(tmp_path, init_from=str(shipped), preset="tiny-deep", grow_unet=True, max_steps=1),
+                      arrays=_arrays(n=2, v=2))
+    pipe = trainer.pipeline(use_ema=False)
+    assert list(pipe.unet.config.transformer_layers_per_block) == [1, 2, 3]
+    image = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    kwargs = dict(num_inference_steps=3, seed=1, output_type="np", preprocess=False)
+    poses = [(20.0, 90.0, 0.0), (-10.0, -45.0, 0.2)]
+    np.testing.assert_array_equal(base(image, poses, **kwargs).images, pipe(image, poses, **kwargs).images)
+    for name in ("vae", "image_encoder", "camera_projection"):
+        mine, theirs = getattr(pipe, name).state_dict(), getattr(base, name).state_dict()
+        assert all(torch.equal(mine[k].float(), theirs[k].float()) for k in theirs), name
+    trainer.fit()
+    loaded = Zero123Pipeline.from_pretrained(trainer.export(tmp_path / "export", unet_weight_bits=8))
+    assert list(loaded.unet.config.transformer_layers_per_block) == [1, 2, 3]
+    assert sum(p.numel() for p in loaded.unet.parameters()) == sum(p.numel() for p in pipe.unet.parameters())
+
+
 def test_pose_use_sees_what_the_projection_reads(tmp_path):
     """Pose columns of the camera projection zeroed: no alteration moves the loss; the sin(d_azimuth) column
     alone set: mirroring moves it, zeroing moves it, and the pose batch itself is altered as documented."""

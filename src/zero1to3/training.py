@@ -44,7 +44,7 @@ from zero1to3.data.dataset import load_views_array
 from zero1to3.data.shards import is_shard_folder, read_shards
 from zero1to3.inputs import check_int, check_range
 from zero1to3.model import (PRESETS, CameraProjection, build_camera_projection, build_image_encoder, build_scheduler,
-                            build_unet, build_vae, clip_image_embedding, conv_in_surgery, latent_moments, preset)
+                            build_unet, build_vae, clip_image_embedding, conv_in_surgery, grow_unet, latent_moments, preset)
 from zero1to3.pipeline import Zero123Pipeline, to_uint8
 from zero1to3.seeding import mix_seed
 from zero1to3.settings import option
@@ -68,6 +68,10 @@ class TrainConfig:
     #: smaller model are kept, the UNet starts over at --preset's size.
     unet_from_scratch: bool = option(False, "with --init-from: keep its VAE, image encoder and camera "
                                             "projection, start a new UNet of --preset's size")
+    #: A deeper UNet that starts as the --init-from one: new attention layers add exactly zero at first
+    #: (``zero1to3.model.grow_unet``), so the larger model keeps everything the smaller one learned.
+    grow_unet: bool = option(False, "with --init-from: keep every weight and deepen its UNet to --preset's "
+                                    "shape (e.g. tiny -> tiny-deep); new attention layers start as identity")
     #: Written into the export so inference crops photos the way the training images are framed.
     foreground_ratio: float | None = option(None, "object size / image size in the training renders, stored in "
                                                   "the export (None: the --init-from model's, else 200/256); "
@@ -155,6 +159,8 @@ class TrainConfig:
             check_range("max_minutes", self.max_minutes, 0.0, 1e7, low_open=True)
         if self.foreground_ratio is not None:
             check_range("foreground_ratio", self.foreground_ratio, 0.05, 1.0)
+        if self.grow_unet and (self.unet_from_scratch or self.init_from is None):
+            raise ValueError("grow_unet needs init_from (the UNet to grow) and excludes unet_from_scratch")
         choices = {"lr_schedule": ("constant", "cosine"), "mixed_precision": ("no", "fp16", "bf16"),
                    "on_nonfinite": ("stop", "skip"), "preset": PRESETS, "augment": tuple(AUGMENTATIONS)}
         for name, allowed in choices.items():
@@ -417,6 +423,9 @@ def initial_components(config: TrainConfig):
                              f"{pipe.camera_projection.config.out_channel}")
         torch.manual_seed(config.seed)
         unet = build_unet(model_config)
+    elif config.grow_unet:
+        torch.manual_seed(config.seed)
+        unet = grow_unet(unet, preset(config.preset))
     return unet, pipe.vae, pipe.image_encoder, pipe.camera_projection, pipe.foreground_ratio
 
 
