@@ -256,8 +256,15 @@ def test_train_bad_settings(capsys, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def _unet_weights(model: Path) -> Path:
+    """The UNet's weight file in a model folder: the diffusers layout's, or the int8 storage the shipped model uses."""
+    files = sorted((model / "unet").glob("*.safetensors"))
+    assert len(files) == 1, files
+    return files[0]
+
+
 def test_convert_truncated_safetensors(capsys, tmp_path):
-    src = SHIPPED / "unet" / "diffusion_pytorch_model.safetensors"
+    src = SHIPPED / "vae" / "diffusion_pytorch_model.safetensors"
     cut = tmp_path / "model.safetensors"
     cut.write_bytes(src.read_bytes()[:5000])
     code, err = _run_cli(capsys, ["convert", str(cut), str(tmp_path / "out")])
@@ -271,7 +278,7 @@ def test_model_folder_with_other_unet_weights(capsys, tmp_path, image):
 
     model = tmp_path / "model"
     shutil.copytree(SHIPPED, model)
-    weights = model / "unet" / "diffusion_pytorch_model.safetensors"
+    weights = _unet_weights(model)
     state = load_file(str(weights))
     save_file({k: v[..., :1].contiguous() if v.dim() > 1 else v for k, v in state.items()}, str(weights))
     code, err = _run_cli(capsys, ["nvs", str(image), "--model", str(model), "-o", str(tmp_path / "o"),
@@ -295,7 +302,8 @@ def test_payloads_never_run_model_files(tmp_path, capsys, image):
                             ("image_encoder", "model"), ("cc_projection", "diffusion_pytorch_model")):
         model = tmp_path / f"model_{component}"
         shutil.copytree(SHIPPED, model)
-        (model / component / f"{name}.safetensors").unlink()
+        for weights in (model / component).glob("*.safetensors"):
+            weights.unlink()
         torch.save({"weight": _Payload(marker)}, model / component / ("pytorch_model.bin" if component ==
                                                                        "image_encoder" else f"{name}.bin"))
         with pytest.raises(ModelLoadError):
