@@ -46,7 +46,9 @@ class Source:
     ``<npm prefix>/node_modules``, see :func:`npm_prefix`), or ``folder`` (a user's own meshes).
     ``roots``: folders (or zip/pk3 archives) holding the meshes; for ``pip`` / ``npm`` relative to the installed
     package's folder (site-packages / ``node_modules/<package>``). ``up_axis``: of the files as loaded (``x``,
-    ``y``, ``-y``, ``z`` or ``dae``).
+    ``y``, ``-y``, ``z`` or ``dae``), i.e. after assimp for the formats it reads: its ASE, MD3, IQM and MD5 readers
+    turn the files' +Z up into +Y up themselves (a root-node matrix), so sources of those declare ``y``
+    (not yet ``redeclipse-data``, whose OBJ files are read raw: see docs/data.md).
     ``category_levels``: which path components (relative to a root) name the category.
     """
 
@@ -165,10 +167,15 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("ufoai-data", (f"{_G}/ufoai/base/0models.pk3",), (".md2", ".obj"), up_axis="z",
            exclude=DEFAULT_EXCLUDE + r"|^models/(geoscape|sequence|soldiers|civilians|pilots|characters)/|head\d*\.md2$",
            category_levels=(1, 2)),
+    # known issue, left as built: "z" is right for the OBJ files (trimesh, raw) but assimp already turns the IQM
+    # and MD5 models +Y up (its 22 IQM/MD5 test objects look turned in test256; see docs/data.md)
     Source("redeclipse-data", (f"{_G}/redeclipse/data",), (".obj", ".iqm", ".md5mesh"), up_axis="z",
            exclude=DEFAULT_EXCLUDE + r"|^(textures|maps|sounds|particles|fonts|weapons|actors|vanities)/",
            category_levels=(0,)),
-    Source("scorched3d-data", (f"{_G}/scorched3d/data",), (".ase",), up_axis="z", category_levels=(1,)),
+    # Scorched3D's tanks, weapons and props: ASE files, +Z up as written, but assimp's ASE reader puts a
+    # Z-up -> Y-up matrix on its root node, so the GLB it hands us is +Y up, hence up_axis "y" (with "z" the
+    # models were turned a second time and stood on end: corpus and val renders before 2026-12-02, val64)
+    Source("scorched3d-data", (f"{_G}/scorched3d/data",), (".ase",), up_axis="y", category_levels=(1,)),
     Source("torcs-data", (f"{_G}/torcs",), (".acc", ".ac"), up_axis="y",
            exclude=DEFAULT_EXCLUDE + r"|^(tracks|wheels)/|-(lod|shadow)|/shadow", category_levels=(0,)),
     Source("trigger-rally-data", (f"{_G}/trigger-rally/data.zip",), (".obj",), up_axis="z",
@@ -205,7 +212,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     # OpenArena's items and map objects (MD3 in .pk3 archives; the 0.8.5 patch archive first, so its newer
     # copies win): weapons, ammo boxes, armour, health, power-ups, flags, statues, torches. assimp turns MD3's
     # +Z up into +Y up, hence up_axis "y"; the few ASE map pieces (untextured here: their textures are
-    # Quake shaders in other archives) are not read, as assimp keeps ASE's +Z up. Left out: player
+    # Quake shaders in other archives) are not read. Left out: player
     # models (three tagged parts each), gibs, weapon hits, muzzle flashes, barrels and hands drawn apart from
     # the weapon, LOD copies (``_1``, ``_2``), the translucent health bubbles and rings, grass, palm fronds,
     # lights, cables and the domination markers; the power-ups drawn by glow or environment-map shaders (black
