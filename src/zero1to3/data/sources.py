@@ -48,7 +48,7 @@ class Source:
     package's folder (site-packages / ``node_modules/<package>``). ``up_axis``: of the files as loaded (``x``,
     ``y``, ``-y``, ``z`` or ``dae``), i.e. after assimp for the formats it reads: its ASE, MD3, IQM and MD5 readers
     turn the files' +Z up into +Y up themselves (a root-node matrix), so sources of those declare ``y``
-    (not yet ``redeclipse-data``, whose OBJ files are read raw: see docs/data.md).
+    (a source mixing formats must load all of them with one up axis, as ``redeclipse-data`` does).
     ``category_levels``: which path components (relative to a root) name the category.
     """
 
@@ -167,9 +167,12 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("ufoai-data", (f"{_G}/ufoai/base/0models.pk3",), (".md2", ".obj"), up_axis="z",
            exclude=DEFAULT_EXCLUDE + r"|^models/(geoscape|sequence|soldiers|civilians|pilots|characters)/|head\d*\.md2$",
            category_levels=(1, 2)),
-    # known issue, left as built: "z" is right for the OBJ files (trimesh, raw) but assimp already turns the IQM
-    # and MD5 models +Y up (its 22 IQM/MD5 test objects look turned in test256; see docs/data.md)
-    Source("redeclipse-data", (f"{_G}/redeclipse/data",), (".obj", ".iqm", ".md5mesh"), up_axis="z",
+    # Red Eclipse's map models: +Y up as loaded in both formats. Its OBJ files are written +Y up (the Cube 2
+    # engine's OBJ loader swaps Y and Z; 49 of the 72 test OBJ files have their lowest point at y = 0, none at
+    # z = 0) and are read raw by trimesh; its IQM and MD5 files are +Z up as written, turned +Y up by assimp.
+    # With "z" (before 2026-12-02: corpus, test256, test64, test64v2) all 97 objects lay a quarter turn off
+    # upright (office chairs on their backs, doors flat, palm trees on their sides)
+    Source("redeclipse-data", (f"{_G}/redeclipse/data",), (".obj", ".iqm", ".md5mesh"), up_axis="y",
            exclude=DEFAULT_EXCLUDE + r"|^(textures|maps|sounds|particles|fonts|weapons|actors|vanities)/",
            category_levels=(0,)),
     # Scorched3D's tanks, weapons and props: ASE files, +Z up as written, but assimp's ASE reader puts a
