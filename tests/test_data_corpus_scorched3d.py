@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import trimesh
 
-from zero1to3.data.corpus import SOURCES, convert_object, write_glb
+from zero1to3.data.corpus import SOURCES, convert_object
 
 from test_data_corpus_nexuiz import _ase_text
+from test_data_corpus_redeclipse import _check_glb_upright, _upright_lamp
 
 #: every source that reads ASE files (all through assimp)
 ASE_SOURCES = sorted(name for name, source in SOURCES.items() if ".ase" in source.extensions)
@@ -29,12 +29,10 @@ def test_sources_reading_ase_declare_y_up() -> None:
 
 
 def _upright_tank_ase(path: Path) -> None:
-    """A 'tank' lying along the file's Y (hull 1 x 2 x 0.5) with a tall thin mast on top (+Z): 1 x 2 x 3 in all,
-    so the file's tallest side is Z, its longest flat side Y."""
-    hull = trimesh.creation.box(extents=(1.0, 2.0, 0.5))
-    mast = trimesh.creation.box(extents=(0.2, 0.2, 2.5))
-    mast.apply_translation((0.0, 0.0, 0.25 + 1.25))
-    path.write_text(_ase_text([("hull", 0, hull), ("mast", 0, mast)], [("steel", "steel.png")]))
+    """A 'tank' (a hull 1 x 2 x 0.5 along the file's Y with a mast 2.5 tall on it along +Z), as ASE: the file's
+    tallest side is Z, its longest flat side Y."""
+    tank = _upright_lamp()
+    path.write_text(_ase_text([("tank", 0, tank)], [("steel", "steel.png")]))
 
 
 @pytest.mark.skipif(shutil.which("assimp") is None, reason="needs assimp-utils")
@@ -47,13 +45,4 @@ def test_ase_upright_object_is_y_up_in_the_glb(tmp_path: Path, name: str) -> Non
     mesh = convert_object(model, up_axis=SOURCES[name].up_axis)
     extents = mesh.bounds[1] - mesh.bounds[0]  # the corpus's internal frame: +Z up
     assert np.argmax(extents) == 2 and extents[2] == pytest.approx(1.0)
-    glb = tmp_path / "tank.glb"
-    write_glb(mesh, glb)
-    loaded = trimesh.load(str(glb), force="mesh", process=False)
-    vertices = np.asarray(loaded.vertices)
-    low, high = vertices.min(axis=0), vertices.max(axis=0)
-    np.testing.assert_allclose(high - low, [1 / 3, 1.0, 2 / 3], atol=2e-3)
-    top = vertices[vertices[:, 1] > high[1] - 0.05]  # the mast's tip: thin, near the top of +Y
-    assert len(top) and np.ptp(top[:, 0]) == pytest.approx(0.2 / 3, abs=2e-3)
-    bottom = vertices[vertices[:, 1] < low[1] + 0.05]  # the hull's underside: the whole footprint
-    assert np.ptp(bottom[:, 2]) == pytest.approx(2 / 3, abs=2e-3)
+    _check_glb_upright(mesh, tmp_path)
