@@ -128,7 +128,7 @@ def _ply(path: Path, mesh: trimesh.Trimesh) -> None:
 
 def test_keep_others_keeps_packages_this_build_does_not_convert(tmp_path: Path) -> None:
     """A build that converts only pkg-new keeps pkg-old's rows exactly (order, split, note, group, hash) and
-    failed.txt's earlier lines; without ``keep_others`` pkg-old would be dropped. A new training object that is
+    failed.txt's earlier lines; rebuilding pkg-old then leaves every row in its place; without ``keep_others`` pkg-old would be dropped. A new training object that is
     a copy of a kept held-out object is excluded (the kept one cannot move)."""
     exts = (".ply",)
     old_root, new_root = tmp_path / "old", tmp_path / "new"
@@ -159,6 +159,11 @@ def test_keep_others_keeps_packages_this_build_does_not_convert(tmp_path: Path) 
     assert rows["globe"]["split"] == "excluded" and rows["globe"]["note"] == "near-duplicate of a kept held-out object"
     assert summary.per_split == {"test": 2, "train": 1} and after["splits"] == {"pkg-new": "train", "pkg-old": "test"}
     assert (out / "failed.txt").read_text().startswith(failed_before)
+
+    # rebuilding a package the manifest already holds (pkg-old, listed first) keeps its rows where they were
+    build_corpus(out, [old], splits=splits, progress=False, note=lambda _: None, max_share=1.0, keep_others=True)
+    assert [o["id"] for o in json.loads((out / "manifest.json").read_text())["objects"]] == \
+        [o["id"] for o in after["objects"]]
 
     build_corpus(out, [new], splits={"pkg-new": "train"}, progress=False, note=lambda _: None, max_share=1.0)
     assert {o["package"] for o in json.loads((out / "manifest.json").read_text())["objects"]} == {"pkg-new"}

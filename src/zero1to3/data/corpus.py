@@ -1774,7 +1774,7 @@ def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = 
     earlier = load_manifest(out) if keep_others and (out / "manifest.json").is_file() else {"objects": []}
     built = {r.package for r in records} | {s.name for s in sources}
     kept_before = _records_of_other_packages(out, earlier, built, signatures)
-    records = kept_before + records  # the manifest's earlier rows keep their order, new packages after them
+    records = kept_before + records
     before = {r.id: (r.split, r.note, r.group) for r in kept_before}  # as the manifest had them
     groups = near_duplicate_groups(records, signatures)
     for r in records:
@@ -1789,9 +1789,12 @@ def build_corpus(out_dir: str | os.PathLike, sources: Sequence[Source] | None = 
         if r.id in before:
             r.split, r.note, r.group = before[r.id]
     _exclude_near_kept_held_out(records, set(before), groups)
+    if keep_others:  # rows the manifest had keep their places (cameras are drawn in manifest order); new ones after
+        place = {row["id"]: i for i, row in enumerate(earlier["objects"])}
+        records.sort(key=lambda r: place.get(r.id, len(place)))
     if keep_others and (out / "failed.txt").is_file():
-        earlier = [line for line in (out / "failed.txt").read_text().splitlines() if line]
-        failures = earlier + [line for line in failures if line not in set(earlier)]
+        earlier_failures = [line for line in (out / "failed.txt").read_text().splitlines() if line]
+        failures = earlier_failures + [line for line in failures if line not in set(earlier_failures)]
     (out / "failed.txt").write_text("\n".join(failures) + ("\n" if failures else ""))
     summary.failed = len(failures)
     kept = [r for r in records if r.split in ("train", "val", "test")]
