@@ -1235,15 +1235,16 @@ def decimate_mesh(mesh: trimesh.Trimesh, face_count: int) -> trimesh.Trimesh:
 
 
 def _decimate_links(cache: dict[str, list[trimesh.Trimesh]], uses: dict[str, int], budget: int) -> None:
-    """Decimate, in place, the link meshes of ``cache`` (each used ``uses[key]`` times in the robot) with more
-    than ``URDF_DECIMATE_MIN`` triangles and no texture image, all by one ratio, so that the robot holds about
-    ``budget`` triangles (no part below ``URDF_DECIMATE_MIN``). A link used several times (four legs) is
-    decimated once, so its copies stay alike."""
+    """For a robot over ``MAX_FACES`` triangles: decimate, in place, the link meshes of ``cache`` (each used
+    ``uses[key]`` times in the robot) with more than ``URDF_DECIMATE_MIN`` triangles and no texture image, all by
+    one ratio, so that the robot holds about ``budget`` triangles (no part below ``URDF_DECIMATE_MIN``). A link
+    used several times (four legs) is decimated once, so its copies stay alike. Lighter robots stay as they are."""
+    total = sum(len(m.faces) * uses[key] for key, meshes in cache.items() for m in meshes)
     heavy = {(key, i): len(m.faces) * uses[key] for key, meshes in cache.items() for i, m in enumerate(meshes)
              if len(m.faces) > URDF_DECIMATE_MIN and not _has_image(m)}
-    light = sum(len(m.faces) * uses[key] for key, meshes in cache.items() for m in meshes) - sum(heavy.values())
-    if not heavy:
+    if total <= MAX_FACES or not heavy:
         return
+    light = total - sum(heavy.values())
     ratio = max(budget - light, 0) / sum(heavy.values())
     for key, i in heavy:
         mesh = cache[key][i]
@@ -1274,8 +1275,7 @@ def _load_urdf_parts(path: Path) -> list[trimesh.Trimesh]:
                 resolver = trimesh.resolvers.FilePathResolver(str(visual.mesh))
                 cache[key] = _parts(trimesh.load(str(visual.mesh), process=False, resolver=resolver))
             uses[key] = uses.get(key, 0) + 1
-    if sum(len(m.faces) * uses[key] for key, meshes in cache.items() for m in meshes) > MAX_FACES:
-        _decimate_links(cache, uses, URDF_FACE_BUDGET)
+    _decimate_links(cache, uses, URDF_FACE_BUDGET)
     for visual in visuals:
         if visual.mesh is not None:
             loaded = [m.copy() for m in cache[str(visual.mesh)]]
