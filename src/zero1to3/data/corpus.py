@@ -1647,6 +1647,17 @@ def _write_json(path: Path, value: object) -> None:
     os.replace(tmp, path)
 
 
+def _readable_input(source: Source, path: Path, rel: str, extract_root: Path) -> tuple[Path, str]:
+    """The file and reader :func:`convert_object` takes for one object of ``source``. Program sources
+    (reader "openscad") are evaluated once by their tool into ``extract_root`` and then read as mesh files;
+    every other source's file is read as it is."""
+    if source.reader == "openscad":
+        from zero1to3.data.openscad import scad_to_ply
+
+        return scad_to_ply(path, extract_root / source.name / Path(rel).with_suffix(".ply")), "files"
+    return path, source.reader
+
+
 def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
     source, rel, path, out_file, category, version, licence, overwrite = args
     oid = Path(out_file).stem
@@ -1661,13 +1672,8 @@ def _convert_job(args: tuple) -> tuple[dict | None, tuple | None, str | None]:
                 cached["signature_version"] = SIGNATURE_VERSION
                 _write_json(sidecar, cached)
             return cached["record"], tuple(cached["signature"]), None
-        if source.reader == "openscad":  # the program evaluated once into OUT/.extract, then read as a mesh file
-            from zero1to3.data.openscad import scad_to_ply
-
-            path = str(scad_to_ply(Path(path), Path(out_file).parents[2] / ".extract" / source.name
-                                   / Path(rel).with_suffix(".ply")))
-        reader = "files" if source.reader == "openscad" else source.reader
-        mesh = convert_object(Path(path), source.up_axis, reader=reader,
+        path, reader = _readable_input(source, Path(path), rel, Path(out_file).parents[2] / ".extract")
+        mesh = convert_object(path, source.up_axis, reader=reader,
                               name_filter=DEFAULT_EXCLUDE + (f"|{source.part_exclude}" if source.part_exclude else ""),
                               min_side_ratio=source.min_side_ratio, keep_texture_alpha=source.keep_texture_alpha,
                               texture_folders=source.texture_folders, lua_roots=source.roots,
