@@ -147,13 +147,14 @@ def main() -> None:
                 ref, mine = check_against_trainer(trainer, batcher)
                 print(f"{name}: Trainer.loss {ref:.6f}, per-pair recomputation {mine:.6f}", flush=True)
                 meta.setdefault("check", {})[name] = [ref, mine]
+            meta["train_timesteps"] = trainer.noise_scheduler.config.num_train_timesteps
             start = time.perf_counter()
             losses[name] = band_losses(trainer, batcher, chunks, args.chunk, args.bands, args.seed)
             meta["seconds"][name] = time.perf_counter() - start
             print(f"{name}: {pairs} pairs x {args.bands} bands x {len(VARIANTS)} poses in "
                   f"{meta['seconds'][name]:.0f} s", flush=True)
             del trainer
-    width = 1000 // args.bands
+    width = meta["train_timesteps"] // args.bands  # the bands of band_losses
     names_ = list(losses)
     rows = []
     for b in range(args.bands):

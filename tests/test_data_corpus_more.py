@@ -128,8 +128,9 @@ def _ply(path: Path, mesh: trimesh.Trimesh) -> None:
 
 def test_keep_others_keeps_packages_this_build_does_not_convert(tmp_path: Path) -> None:
     """A build that converts only pkg-new keeps pkg-old's rows exactly (order, split, note, group, hash) and
-    failed.txt's earlier lines; rebuilding pkg-old then leaves every row in its place; without ``keep_others`` pkg-old would be dropped. A new training object that is
-    a copy of a kept held-out object is excluded (the kept one cannot move)."""
+    failed.txt's earlier lines; rebuilding pkg-old then leaves every row in its place; without ``keep_others``
+    pkg-old would be dropped. A new training object that is a copy of a kept held-out object is excluded (the
+    kept one cannot move)."""
     exts = (".ply",)
     old_root, new_root = tmp_path / "old", tmp_path / "new"
     sphere = trimesh.creation.icosphere(subdivisions=2)
