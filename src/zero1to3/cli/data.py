@@ -47,12 +47,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     pack.add_argument("-o", "--out", required=True, type=Path, help="shard folder to write")
     pack.add_argument("--size", type=int, default=64, help="view size in pixels, a multiple of 8 (default 64)")
     pack.add_argument("--quality", type=int, default=90, help="JPEG quality of the colour (default 90)")
+    pack.add_argument("--part", metavar="K/N", type=_part,
+                      help="pack only part K of N: objects chosen by a stable hash of their name, so the N "
+                           "folders are disjoint random samples that together hold the split (a split too "
+                           "large for one device call travels as N folders)")
     pack.set_defaults(func=run_pack)
     unpack = data_sub.add_parser("unpack", help="shards -> render folder (RGBA PNG + npy), e.g. for `eval nvs`")
     unpack.add_argument("shards", type=Path, help="shard folder")
     unpack.add_argument("-o", "--out", required=True, type=Path, help="render folder to write")
     unpack.set_defaults(func=run_unpack)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+
+def _part(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N), 1 <= K <= N, with an error argparse shows in one line."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N such as 2/3, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"K/N needs 1 <= K <= N, got {text!r}")
+    return k, n
 
 
 def run_pack(args: argparse.Namespace) -> int:
@@ -66,12 +81,14 @@ def run_pack(args: argparse.Namespace) -> int:
     if not 1 <= args.quality <= 100:
         raise CLIError(f"--quality must be in 1..100, got {args.quality}")
     try:
-        index = pack_render_folder(args.renders, args.out, args.size, quality=args.quality)
+        index = pack_render_folder(args.renders, args.out, args.size, quality=args.quality,
+                                   part=(args.part[0] - 1, args.part[1]) if args.part else None)
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
     print(f"packed {index['objects']} objects x {index['views']} views at {index['image_size']} px into "
           f"{len(index['shards'])} shard(s), {index['bytes_per_object'] / 1024:.1f} KiB per object, "
-          f"{len(index['skipped'])} skipped -> {args.out}")
+          f"{len(index['skipped'])} skipped"
+          + (f", part {args.part[0]}/{args.part[1]}" if args.part else "") + f" -> {args.out}")
     return 0
 
 

@@ -24,15 +24,28 @@ from zero1to3.preprocess import composite_on_white
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_views_array", "split_of", "read_pose", "list_objects"]
+__all__ = ["load_views_array", "split_of", "hash_part", "read_pose", "list_objects"]
 
 _SPLITS = ("train", "val", "all")
 
 
+def _unit_hash(name: str, salt: str = "") -> float:
+    """A name's stable place in [0, 1): the same on every machine and run, so no list file is needed.
+    A salt gives an independent draw (parts must not line up with the val split)."""
+    return int.from_bytes(hashlib.sha1((salt + name).encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
+
+
 def split_of(name: str, val_fraction: float = 0.01) -> str:
     """'val' or 'train' for an object folder name: a hash, so the split is stable and needs no file."""
-    h = int.from_bytes(hashlib.sha1(name.encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
-    return "val" if h < val_fraction else "train"
+    return "val" if _unit_hash(name) < val_fraction else "train"
+
+
+def hash_part(name: str, parts: int) -> int:
+    """Which of ``parts`` equal-sized, stable parts (0-based) an object falls in: lets a split too large
+    for one device call travel as several shard folders, each a random sample of the whole."""
+    if parts < 1:
+        raise ValueError(f"parts must be >= 1, got {parts}")
+    return min(int(_unit_hash(name, salt="part:") * parts), parts - 1)
 
 
 def _in_split(name: str, split: str, val_fraction: float) -> bool:
