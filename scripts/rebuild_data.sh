@@ -3,7 +3,7 @@
 # the corpus, its renders, and the shard folders under .data/ that travel to the GPU machine.
 # Re-runs reuse what is complete (converted objects, rendered object folders); packing is redone.
 #
-#   bash scripts/rebuild_data.sh            # ~30 min on 2 cores; CORPUS=/work/corpus DATA=.data WORKERS=2
+#   bash scripts/rebuild_data.sh            # ~11 min on 2 cores (docs/data.md); CORPUS=/work/corpus DATA=.data WORKERS=2
 #
 # Writes (docs/data.md, "Rebuilding every pack"):
 #   $DATA/train64a1..a3  view set A (seed 0) of the train split, 3 disjoint parts by a hash of the id
