@@ -81,8 +81,7 @@ def run_pack(args: argparse.Namespace) -> int:
     if not 1 <= args.quality <= 100:
         raise CLIError(f"--quality must be in 1..100, got {args.quality}")
     try:
-        index = pack_render_folder(args.renders, args.out, args.size, quality=args.quality,
-                                   part=(args.part[0] - 1, args.part[1]) if args.part else None)
+        index = pack_render_folder(args.renders, args.out, args.size, quality=args.quality, part=args.part)
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
     print(f"packed {index['objects']} objects x {index['views']} views at {index['image_size']} px into "

@@ -179,21 +179,22 @@ def pack_render_folder(root: str | os.PathLike[str], out_dir: str | os.PathLike[
                        max_shard_bytes: int = 60 * 2**20, part: tuple[int, int] | None = None) -> dict:
     """PNG layout -> shards; objects that cannot be read are listed in the index under ``skipped``.
 
-    ``part=(k, n)`` packs only the objects whose ``hash_part`` is ``k`` of ``n`` (0-based): the n folders
-    of one split are disjoint, cover it, and each fits a device call that the whole would not.
+    ``part=(k, n)`` packs only part k of n (1-based, as the CLI's ``--part K/N`` and the index's ``part``):
+    the objects whose ``hash_part`` is k - 1. The n folders of one split are disjoint, cover it, and each
+    fits a device call that the whole would not.
     """
     names = None
     if part is not None:
         k, n = part
-        if not 0 <= k < n:
-            raise ValueError(f"part {k + 1}/{n} is out of range: K must be in 1..{n}")
-        names = [name for name in list_objects(root) if hash_part(name, n) == k]
+        if not 1 <= k <= n:
+            raise ValueError(f"part {k}/{n} is out of range: K must be in 1..{n}")
+        names = [name for name in list_objects(root) if hash_part(name, n) == k - 1]
     views, skipped = read_render_folder(root, image_size, num_views, names=names)
     meta_file = Path(root) / "meta.json"  # render settings, e.g. which views are the orbit views
     render_meta = json.loads(meta_file.read_text()) if meta_file.is_file() else None
     return write_shards(views, out_dir, quality=quality, max_shard_bytes=max_shard_bytes,
                         extra={"source": str(root), "skipped": skipped, "render_meta": render_meta,
-                               **({"part": [part[0] + 1, part[1]]} if part else {})})
+                               **({"part": list(part)} if part else {})})
 
 
 def is_shard_folder(path: str | os.PathLike[str]) -> bool:
